@@ -94,3 +94,5 @@ class AuthMaterial:
 class ParsedVolume:
     spec: VolumeSpec
     auth: AuthMaterial
+    # Non-fatal remarks for the log, e.g. unknown attribute keys (never values).
+    warnings: tuple[str, ...] = ()
