@@ -27,12 +27,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --scripts-are-modules 'flexvolume/azure~kv/kv'
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Regenerates the committed protobuf code; tests/test_proto_fresh.py fails when it is stale.
+# Regenerates the committed protobuf code; tests/csi/test_proto_fresh.py fails when it is stale.
 proto: $(STAMP)
 	$(BIN)/python -m driver.csi.protogen
 

@@ -22,9 +22,12 @@ def make_session(ca_bundle: str = "", pool_size: int = 64) -> requests.Session:
 
 def make_transport(session: requests.Session, timeout: float) -> RequestsTransport:
     """An azure-core transport over the shared session; the session outlives every client."""
+    # azure-core passes `verify` on every request, overriding the session's own setting.
+    verify: str | bool = session.verify if isinstance(session.verify, str) else True
     return RequestsTransport(
         session=session,
         session_owner=False,
+        connection_verify=verify,
         connection_timeout=timeout,
         read_timeout=timeout,
     )

@@ -1,0 +1,71 @@
+"""Builds the parts from Settings. Called only by the composition root (`driver/__main__.py`)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from driver.auth.provider import CredentialProvider
+from driver.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
+from driver.config import Settings
+from driver.engine import Engine
+from driver.files import AtomicWriter
+from driver.http import make_session, make_transport
+from driver.keyvault.fetch import KeyVaultFetcher
+from driver.metrics import Metrics
+from driver.mounts import make_mounter
+from driver.rotation import Rotator
+from driver.volumes import AuthStore, VolumeStore
+
+
+@dataclass
+class Core:
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    rotator: Rotator
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.rotator.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
+    metrics = metrics or Metrics()
+    cloud = (
+        load_cloud_config(settings.cloud_config)
+        if settings.cloud_config
+        else KNOWN_CLOUDS["azurepubliccloud"]
+    )
+    session = make_session(cloud.ca_bundle, pool_size=max(64, settings.fetch_concurrency * 2))
+    executor = ThreadPoolExecutor(
+        max_workers=max(1, settings.fetch_concurrency), thread_name_prefix="kv-fetch"
+    )
+    fetcher = KeyVaultFetcher(
+        make_transport(session, settings.request_timeout),
+        executor,
+        metrics,
+        deadline=settings.request_timeout * 3,
+    )
+    credentials = CredentialProvider(session, settings, on_token_request=metrics.token_request)
+    engine = Engine(
+        clouds=Clouds(cloud),
+        credentials=credentials,
+        fetcher=fetcher,
+        mounter=make_mounter(settings.mount_mode, settings.tmpfs_size),
+        writer=AtomicWriter(durable=settings.mount_mode == "dir"),
+        store=VolumeStore(settings.state_dir),
+        auth_store=AuthStore(settings.state_dir),
+        metrics=metrics,
+        poll_interval=settings.rotation_poll_interval,
+        clock=time.time,
+    )
+    # Rotation checks run on their own pool so a long cycle never starves publishes.
+    rotator = Rotator(
+        engine,
+        ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-rotate"),
+        settings.rotation_poll_interval,
+    )
+    return Core(settings, metrics, engine, rotator, executor)

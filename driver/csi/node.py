@@ -1,0 +1,100 @@
+"""CSI Node service: unpack the request, call the engine, build the response."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import grpc
+
+from driver.csi.proto import csi_pb2, csi_pb2_grpc
+from driver.csi.redact import redacted
+from driver.csi.status import abort, require
+from driver.engine_api import Engine, PublishRequest
+from driver.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+
+class NodeService(csi_pb2_grpc.NodeServicer):
+    def __init__(self, engine: Engine, node_id: str) -> None:
+        self._engine = engine
+        self._node_id = node_id
+
+    def NodePublishVolume(
+        self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodePublishVolumeResponse:
+        log.debug("NodePublishVolume %s", json.dumps(redacted(request)))
+        try:
+            require(request.volume_id, "volume_id")
+            require(request.target_path, "target_path")
+            if not request.HasField("volume_capability"):
+                raise InvalidArgument("volume_capability is required")
+            if request.volume_capability.HasField("block"):
+                raise InvalidArgument("block access is not supported: Key Vault volumes are files")
+            if not request.readonly:
+                raise InvalidArgument(
+                    "readonly must be true: mount Key Vault volumes with `readOnly: true`"
+                )
+            self._engine.publish(
+                PublishRequest(
+                    volume_id=request.volume_id,
+                    target_path=Path(request.target_path),
+                    attributes=dict(request.volume_context),
+                    secrets=dict(request.secrets),
+                    readonly=request.readonly,
+                    source="csi",
+                )
+            )
+        except Exception as exc:
+            abort(context, exc)
+        return csi_pb2.NodePublishVolumeResponse()
+
+    def NodeUnpublishVolume(
+        self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnpublishVolumeResponse:
+        try:
+            require(request.volume_id, "volume_id")
+            require(request.target_path, "target_path")
+            self._engine.unpublish(request.volume_id, Path(request.target_path))
+        except Exception as exc:
+            abort(context, exc)
+        return csi_pb2.NodeUnpublishVolumeResponse()
+
+    def NodeGetInfo(
+        self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetInfoResponse:
+        return csi_pb2.NodeGetInfoResponse(node_id=self._node_id)
+
+    def NodeGetCapabilities(
+        self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetCapabilitiesResponse:
+        # No staging, stats or expansion: kubelet calls only publish/unpublish.
+        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[])
+
+    # kubelet never calls these for a plugin without the matching capabilities.
+
+    def NodeStageVolume(
+        self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeStageVolumeResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "NodeStageVolume is not supported")
+        raise AssertionError("unreachable")
+
+    def NodeUnstageVolume(
+        self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnstageVolumeResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "NodeUnstageVolume is not supported")
+        raise AssertionError("unreachable")
+
+    def NodeGetVolumeStats(
+        self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetVolumeStatsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "NodeGetVolumeStats is not supported")
+        raise AssertionError("unreachable")
+
+    def NodeExpandVolume(
+        self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeExpandVolumeResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "NodeExpandVolume is not supported")
+        raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code; this directory is written by `make proto`."""

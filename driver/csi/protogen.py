@@ -1,0 +1,121 @@
+"""Regenerate the committed Python code for the protobuf definitions in protos/.
+
+Run as ``python -m driver.csi.protogen [--out DIR]`` (``make proto``). Output goes under
+``DIR/driver/csi/proto/`` (DIR defaults to the repository root): ``*_pb2.py``,
+``*_pb2_grpc.py`` and mypy-protobuf ``.pyi`` stubs for each ``.proto`` file.
+
+protoc's virtual path mapping (``-Idriver/csi/proto=protos``) makes each ``.proto`` live at
+``driver/csi/proto/<name>.proto`` as far as protoc is concerned, so the generated modules
+import one another package-absolutely (``from driver.csi.proto import csi_pb2``) with no
+hand edits. Output depends only on the inputs and the pinned tool versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PACKAGE_DIR = "driver/csi/proto"
+PROTO_FILES = ("csi.proto", "pluginregistration.proto")
+
+
+class ProtogenError(RuntimeError):
+    """Code generation could not run or protoc reported an error."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def generated_names() -> list[str]:
+    """File names (inside ``driver/csi/proto``) that one run writes, sorted."""
+    names: list[str] = []
+    for proto in PROTO_FILES:
+        stem = proto.removesuffix(".proto")
+        names += [
+            f"{stem}_pb2.py",
+            f"{stem}_pb2.pyi",
+            f"{stem}_pb2_grpc.py",
+            f"{stem}_pb2_grpc.pyi",
+        ]
+    return sorted(names)
+
+
+def _plugin(name: str) -> Path:
+    # The plugins are console scripts of mypy-protobuf, installed beside this interpreter.
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    if found is None:
+        raise ProtogenError(
+            f"{name} not found next to {sys.executable} or on PATH; install mypy-protobuf"
+        )
+    return Path(found)
+
+
+def generate(out: Path, protos_dir: Path | None = None) -> list[Path]:
+    """Write the generated files for every proto in ``protos_dir`` under ``out``.
+
+    Returns the paths written. Raises ProtogenError when protoc fails.
+    """
+    # Imported here so that importing this module (e.g. by the tests) costs nothing; via
+    # importlib because grpc_tools ships no type information.
+    protoc = importlib.import_module("grpc_tools.protoc")
+
+    protos = (protos_dir or repo_root() / "protos").resolve()
+    out = out.resolve()
+    (out / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
+    if protoc.__file__ is None:
+        raise ProtogenError("grpc_tools.protoc has no file location; reinstall grpcio-tools")
+    # The well-known types (descriptor.proto, wrappers.proto, ...) ship inside grpcio-tools.
+    well_known = Path(protoc.__file__).resolve().parent / "_proto"
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PACKAGE_DIR}={protos}",
+        f"-I{well_known}",
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_out={out}",
+        f"--mypy_grpc_out={out}",
+        *(str(protos / name) for name in PROTO_FILES),
+    ]
+    code = protoc.main(args)
+    if code != 0:
+        raise ProtogenError(
+            f"protoc exited with status {code} for {', '.join(PROTO_FILES)} in {protos}"
+        )
+    written = [out / PACKAGE_DIR / name for name in generated_names()]
+    missing = [str(path) for path in written if not path.is_file()]
+    if missing:
+        raise ProtogenError(f"protoc did not write {', '.join(missing)}")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m driver.csi.protogen", description=__doc__)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=repo_root(),
+        help="root of the output tree; files go to OUT/driver/csi/proto (default: repository root)",
+    )
+    options = parser.parse_args(argv)
+    try:
+        written = generate(options.out)
+    except ProtogenError as exc:
+        print(f"protogen: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

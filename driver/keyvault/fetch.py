@@ -1,0 +1,308 @@
+"""Fetching objects from Key Vault with the official SDK clients.
+
+Clients are cached per (vault, identity) so the Key Vault challenge handshake and TLS connections
+are paid once; SDK retries are off and replaced by one policy here: 429/5xx/timeouts are retried
+with backoff honouring Retry-After, 401/403/404 are final. A 429 also closes the vault's gate for
+its Retry-After, so concurrent and later requests wait instead of hammering a throttling vault.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import HttpTransport
+from azure.keyvault.certificates import CertificateClient
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.secrets import SecretClient
+
+from driver.errors import (
+    InvalidArgument,
+    KvError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from driver.keyvault.objects import CertValue, Fetched, KeyValue, SecretValue
+from driver.metrics import Metrics
+from driver.model import ObjectSpec, ObjectType
+from driver.retry import Backoff, parse_retry_after
+
+T = TypeVar("T")
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class VaultRef:
+    name: str
+    url: str
+
+
+class VaultGate:
+    """Per-vault "do not send before" times, set by 429 Retry-After answers."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def close_for(self, vault: str, seconds: float) -> None:
+        with self._lock:
+            self._until[vault] = max(self._until.get(vault, 0.0), self._clock() + seconds)
+
+    def wait_time(self, vault: str) -> float:
+        with self._lock:
+            return max(0.0, self._until.get(vault, 0.0) - self._clock())
+
+
+class KeyVaultFetcher:
+    def __init__(
+        self,
+        transport: HttpTransport,  # type: ignore[type-arg]
+        executor: Executor,
+        metrics: Metrics,
+        *,
+        attempts: int = 5,
+        deadline: float = 30.0,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._transport = transport
+        self._executor = executor
+        self._metrics = metrics
+        self._attempts = attempts
+        self._deadline = deadline
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._sleep = sleep
+        self.gate = VaultGate(clock)
+        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._clients_lock = threading.Lock()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def fetch_all(
+        self,
+        vault: VaultRef,
+        objects: Sequence[ObjectSpec],
+        credential: TokenCredential,
+        identity_key: str,
+    ) -> list[list[Fetched]]:
+        """Every object's versions (one, or the history newest first), concurrently, in order.
+
+        All-or-nothing: the first failure (in object order) is raised once all have finished.
+        """
+        futures = [
+            self._executor.submit(self.fetch, vault, obj, credential, identity_key)
+            for obj in objects
+        ]
+        results: list[list[Fetched]] = []
+        first_error: BaseException | None = None
+        for fut in futures:
+            try:
+                results.append(fut.result())
+            except BaseException as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def fetch(
+        self, vault: VaultRef, obj: ObjectSpec, credential: TokenCredential, identity_key: str
+    ) -> list[Fetched]:
+        """One object: its pinned or latest version, or its newest enabled versions."""
+        if obj.version_history:
+            versions = self._history_versions(vault, obj, credential, identity_key)
+            return [self._get(vault, obj, v, credential, identity_key) for v in versions]
+        return [self._get(vault, obj, obj.version, credential, identity_key)]
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _client(self, kind: ObjectType, vault: VaultRef, cred: TokenCredential, key: str) -> Any:
+        ck = (kind.value, vault.url, key)
+        with self._clients_lock:
+            client = self._clients.get(ck)
+            if client is None:
+                cls = {
+                    ObjectType.SECRET: SecretClient,
+                    ObjectType.KEY: KeyClient,
+                    ObjectType.CERT: CertificateClient,
+                }[kind]
+                client = cls(
+                    vault.url,
+                    cred,
+                    transport=self._transport,
+                    verify_challenge_resource=False,
+                    retry_total=0,
+                )
+                self._clients[ck] = client
+            return client
+
+    def _get(
+        self,
+        vault: VaultRef,
+        obj: ObjectSpec,
+        version: str,
+        cred: TokenCredential,
+        key: str,
+    ) -> Fetched:
+        client = self._client(obj.type, vault, cred, key)
+        if obj.type is ObjectType.SECRET:
+            s = self._call(
+                vault,
+                obj,
+                version,
+                "secret.get",
+                lambda: client.get_secret(obj.name, version or None),
+            )
+            return SecretValue(
+                s.properties.version or "", s.value or "", s.properties.content_type or ""
+            )
+        if obj.type is ObjectType.KEY:
+            k = self._call(
+                vault, obj, version, "key.get", lambda: client.get_key(obj.name, version or None)
+            )
+            jwk = k.key
+            return KeyValue(
+                version=k.properties.version or "",
+                kty=str(getattr(jwk.kty, "value", jwk.kty) or ""),
+                n=bytes(jwk.n or b""),
+                e=bytes(jwk.e or b""),
+                crv=str(getattr(jwk.crv, "value", jwk.crv) or ""),
+                x=bytes(jwk.x or b""),
+                y=bytes(jwk.y or b""),
+            )
+
+        def get_cert() -> Any:
+            if version:
+                return client.get_certificate_version(obj.name, version)
+            return client.get_certificate(obj.name)
+
+        c = self._call(vault, obj, version, "certificate.get", get_cert)
+        return CertValue(c.properties.version or "", bytes(c.cer or b""))
+
+    def _history_versions(
+        self, vault: VaultRef, obj: ObjectSpec, cred: TokenCredential, key: str
+    ) -> list[str]:
+        client = self._client(obj.type, vault, cred, key)
+        lister = {
+            ObjectType.SECRET: "list_properties_of_secret_versions",
+            ObjectType.KEY: "list_properties_of_key_versions",
+            ObjectType.CERT: "list_properties_of_certificate_versions",
+        }[obj.type]
+        props = self._call(
+            vault,
+            obj,
+            "",
+            f"{obj.type.value}.versions",
+            lambda: list(getattr(client, lister)(obj.name)),
+        )
+        # Newest first; creation times have one-second resolution, so ties keep listing order.
+        listed = [p for p in props if p.enabled is not False and p.version]
+        order = sorted(
+            range(len(listed)),
+            key=lambda i: (listed[i].created_on.timestamp() if listed[i].created_on else 0.0, i),
+            reverse=True,
+        )
+        enabled = [listed[i] for i in order]
+        if obj.version:
+            # History counts back from the pinned version.
+            names = [p.version for p in enabled]
+            if obj.version not in names:
+                raise NotFound(
+                    self._describe(vault, obj, obj.version) + ": version not found or disabled"
+                )
+            enabled = enabled[names.index(obj.version) :]
+        if not enabled:
+            raise NotFound(self._describe(vault, obj, "") + ": no enabled versions")
+        return [p.version for p in enabled[: obj.version_history]]
+
+    def _call(
+        self, vault: VaultRef, obj: ObjectSpec, version: str, operation: str, fn: Callable[[], T]
+    ) -> T:
+        start = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            wait = self.gate.wait_time(vault.name)
+            if wait > 0:
+                if self._clock() + wait - start > self._deadline:
+                    raise ResourceExhausted(
+                        self._describe(vault, obj, version)
+                        + f": vault {vault.name} is throttling requests (retry in {wait:.0f}s)"
+                    )
+                self._sleep(wait)
+            t0 = time.perf_counter()
+            status = "error"
+            try:
+                result = fn()
+                status = "200"
+                return result
+            except KvError:
+                raise  # from the credential: already classified
+            except HttpResponseError as exc:
+                code = exc.status_code or 0
+                status = str(code)
+                headers = getattr(exc.response, "headers", None) or {}
+                retry_after = parse_retry_after(headers.get("Retry-After"))
+                if code == 429 and retry_after:
+                    self.gate.close_for(vault.name, retry_after)
+                if code not in RETRYABLE or not self._may_retry(attempt, start, retry_after):
+                    raise self._classify(vault, obj, version, exc) from None
+                self._sleep(self._backoff.delay(attempt, retry_after))
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                if not self._may_retry(attempt, start, None):
+                    raise Unavailable(
+                        self._describe(vault, obj, version)
+                        + f": no answer from {vault.url} ({type(exc).__name__})"
+                    ) from None
+                self._sleep(self._backoff.delay(attempt))
+            finally:
+                self._metrics.keyvault_requests.labels(vault.name, operation, status).inc()
+                self._metrics.keyvault_seconds.labels(vault.name, operation).observe(
+                    time.perf_counter() - t0
+                )
+
+    def _may_retry(self, attempt: int, start: float, retry_after: float | None) -> bool:
+        upcoming = retry_after if retry_after is not None else self._backoff.delay(attempt)
+        return attempt < self._attempts and self._clock() - start + upcoming <= self._deadline
+
+    @staticmethod
+    def _describe(vault: VaultRef, obj: ObjectSpec, version: str) -> str:
+        return (
+            f"{obj.type.value} {obj.name!r} (version {version or 'latest'}) in vault {vault.name}"
+        )
+
+    def _classify(
+        self, vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseError
+    ) -> KvError:
+        code = exc.status_code or 0
+        service_code = ""
+        if exc.error is not None and exc.error.code:
+            service_code = str(exc.error.code)
+        detail = f"{self._describe(vault, obj, version)}: HTTP {code}" + (
+            f" {service_code}" if service_code else ""
+        )
+        if code == 401:
+            return Unauthenticated(detail + " (Key Vault rejected the token)")
+        if code == 403:
+            return PermissionDenied(
+                detail + " (the identity lacks permission in the vault's access policy,"
+                " or the version is disabled)"
+            )
+        if code == 404:
+            return NotFound(detail)
+        if code == 429:
+            return ResourceExhausted(detail + " (throttled; kubelet will retry)")
+        if code == 400:
+            return InvalidArgument(detail)
+        return Unavailable(detail)

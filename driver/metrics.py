@@ -1,0 +1,73 @@
+"""Prometheus metrics, in a registry owned by the daemon (no global default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.operations = Counter(
+            "kv_driver_operations_total",
+            "Volume operations by kind (publish, unpublish) and result (success or error code).",
+            ["operation", "source", "result"],
+            registry=r,
+        )
+        self.operation_seconds = Histogram(
+            "kv_driver_operation_duration_seconds",
+            "Duration of volume operations.",
+            ["operation", "source", "result"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.keyvault_requests = Counter(
+            "kv_driver_keyvault_requests_total",
+            "Key Vault requests by vault, operation and HTTP status (or 'error' for no answer).",
+            ["vault", "operation", "status"],
+            registry=r,
+        )
+        self.keyvault_seconds = Histogram(
+            "kv_driver_keyvault_request_duration_seconds",
+            "Key Vault request duration.",
+            ["vault", "operation"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.token_requests = Counter(
+            "kv_driver_token_requests_total",
+            "Token requests to NMI, IMDS or Entra ID by kind and status.",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.volumes = Gauge(
+            "kv_driver_volumes_mounted", "Volumes currently published.", ["source"], registry=r
+        )
+        self.rotation_checks = Counter(
+            "kv_driver_rotation_checks_total",
+            "Latest-version checks sent to Key Vault by the rotation loop, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.rotation_saved = Counter(
+            "kv_driver_rotation_requests_saved_total",
+            "Checks not sent because another volume shared the (vault, object, identity).",
+            registry=r,
+        )
+        self.rotations = Counter(
+            "kv_driver_rotations_total",
+            "Volumes whose files were swapped to new object versions.",
+            registry=r,
+        )
+        self.rotation_failures = Counter(
+            "kv_driver_rotation_failures_total",
+            "Failed rotation attempts (old files kept), by reason.",
+            ["reason"],
+            registry=r,
+        )
+
+    def token_request(self, kind: str, status: str) -> None:
+        self.token_requests.labels(kind, status).inc()

@@ -1,0 +1,123 @@
+"""Where a volume's files live: a private tmpfs per volume, or a plain directory.
+
+The tmpfs is mounted with mount(2) through libc (no helper binaries on the node image needed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from driver.errors import Internal
+
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MNT_DETACH = 0x2
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def mount_points() -> dict[str, str]:
+    """Mount point -> filesystem type, from this process's mount namespace."""
+    points: dict[str, str] = {}
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) >= 5 and right:
+                points[_unescape(fields[4])] = right.split()[0]
+    return points
+
+
+class Mounter(Protocol):
+    mode: str
+
+    def is_mounted(self, target: Path) -> bool: ...
+
+    def prepare(self, target: Path) -> bool:
+        """Make `target` ready for files. True when this call created the mount/directory."""
+        ...
+
+    def release(self, target: Path) -> None:
+        """Unmount (if mounted) and remove `target`. Idempotent; a missing target is fine."""
+        ...
+
+
+class DirMounter:
+    """Plain directories, for unprivileged runs (files are then on the node's disk)."""
+
+    mode = "dir"
+
+    def is_mounted(self, target: Path) -> bool:
+        return target.is_dir()
+
+    def prepare(self, target: Path) -> bool:
+        if target.is_dir() and any(target.iterdir()):
+            return False
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return True
+
+    def release(self, target: Path) -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        if target.exists():
+            raise Internal(f"cannot remove {target}")
+
+
+class TmpfsMounter:
+    mode = "tmpfs"
+
+    def __init__(self, size: str = "4m") -> None:
+        self.size = size
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def is_mounted(self, target: Path) -> bool:
+        return os.path.realpath(target) in mount_points()
+
+    def prepare(self, target: Path) -> bool:
+        if self.is_mounted(target):
+            return False
+        target.mkdir(mode=0o750, parents=True, exist_ok=True)
+        options = f"size={self.size},mode=0755".encode()
+        rc = self._libc.mount(
+            b"tmpfs",
+            os.fsencode(target),
+            b"tmpfs",
+            ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC),
+            ctypes.c_char_p(options),
+        )
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise Internal(f"mounting tmpfs at {target}: {os.strerror(err)}")
+        return True
+
+    def release(self, target: Path) -> None:
+        path = os.fsencode(os.path.realpath(target))
+        while self.is_mounted(target):
+            if self._libc.umount2(path, 0) != 0:
+                err = ctypes.get_errno()
+                if err == errno.EBUSY:
+                    # A reader still holds it open: detach now, the kernel frees it later.
+                    if self._libc.umount2(path, MNT_DETACH) == 0:
+                        continue
+                    err = ctypes.get_errno()
+                if err in (errno.EINVAL, errno.ENOENT):
+                    break
+                raise Internal(f"unmounting {target}: {os.strerror(err)}")
+        shutil.rmtree(target, ignore_errors=True)
+        if target.exists():
+            raise Internal(f"cannot remove {target}")
+
+
+def make_mounter(mode: str, tmpfs_size: str) -> Mounter:
+    return TmpfsMounter(tmpfs_size) if mode == "tmpfs" else DirMounter()

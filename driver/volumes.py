@@ -1,0 +1,225 @@
+"""The state store: one JSON record per published volume under `<state-dir>/volumes/`.
+
+Records hold what rotation and restart recovery need (target, parsed spec, pod context, mounted
+versions, last check) and never secret values or tokens. Each record is written atomically
+(temporary file, fsync, rename), so a crash leaves the old or the new record, never half of one.
+A corrupt record is reported and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driver.model import (
+    AuthMaterial,
+    IdentityMode,
+    IdentitySpec,
+    ObjectSpec,
+    ObjectType,
+    PodInfo,
+    VolumeSpec,
+)
+from driver.mounts import mount_points
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def spec_to_dict(spec: VolumeSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def spec_from_dict(raw: dict[str, Any]) -> VolumeSpec:
+    ident = raw["identity"]
+    return VolumeSpec(
+        vault_name=str(raw["vault_name"]),
+        tenant_id=str(raw["tenant_id"]),
+        identity=IdentitySpec(
+            mode=IdentityMode(ident["mode"]),
+            client_id=str(ident.get("client_id", "")),
+            nmi_port=int(ident.get("nmi_port", 2579)),
+        ),
+        objects=tuple(ObjectSpec(**{**o, "type": ObjectType(o["type"])}) for o in raw["objects"]),
+        pod=PodInfo(**raw.get("pod", {})),
+        cloud_name=str(raw.get("cloud_name", "")),
+    )
+
+
+@dataclass
+class VolumeRecord:
+    volume_id: str
+    target_path: str
+    source: str  # "csi" or "flexvolume"
+    spec: VolumeSpec
+    identity_key: str
+    # object path -> mounted versions (one, or the history newest first)
+    versions: dict[str, list[str]] = field(default_factory=dict)
+    published_at: float = 0.0
+    last_check: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "volume_id": self.volume_id,
+            "target_path": self.target_path,
+            "source": self.source,
+            "spec": spec_to_dict(self.spec),
+            "identity_key": self.identity_key,
+            "versions": self.versions,
+            "published_at": self.published_at,
+            "last_check": self.last_check,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> VolumeRecord:
+        if raw.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unknown record format {raw.get('format')!r}")
+        return cls(
+            volume_id=str(raw["volume_id"]),
+            target_path=str(raw["target_path"]),
+            source=str(raw["source"]),
+            spec=spec_from_dict(raw["spec"]),
+            identity_key=str(raw["identity_key"]),
+            versions={str(k): [str(v) for v in vs] for k, vs in raw["versions"].items()},
+            published_at=float(raw.get("published_at", 0.0)),
+            last_check=float(raw.get("last_check", 0.0)),
+        )
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class VolumeStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "volumes"
+        self._lock = threading.Lock()
+        self._records: dict[str, VolumeRecord] = {}
+
+    def open(self) -> list[str]:
+        """Load every record from disk; returns the problems found (corrupt records skipped)."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problems: list[str] = []
+        loaded: dict[str, VolumeRecord] = {}
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                record = VolumeRecord.from_json(json.loads(path.read_bytes()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
+                log.warning("skipping unreadable volume record %s: %s", path.name, exc)
+                continue
+            loaded[record.volume_id] = record
+        with self._lock:
+            self._records = loaded
+        return problems
+
+    def _path(self, volume_id: str) -> Path:
+        return self.dir / f"{_safe(volume_id)}.json"
+
+    def save(self, record: VolumeRecord) -> None:
+        data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
+        with self._lock:
+            write_atomically(self._path(record.volume_id), data)
+            self._records[record.volume_id] = record
+
+    def get(self, volume_id: str) -> VolumeRecord | None:
+        with self._lock:
+            return self._records.get(volume_id)
+
+    def find_by_target(self, target: str) -> VolumeRecord | None:
+        with self._lock:
+            return next((r for r in self._records.values() if r.target_path == target), None)
+
+    def delete(self, volume_id: str) -> None:
+        with self._lock:
+            self._records.pop(volume_id, None)
+            self._path(volume_id).unlink(missing_ok=True)
+
+    def all(self) -> list[VolumeRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def __iter__(self) -> Iterator[VolumeRecord]:
+        return iter(self.all())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+
+def on_tmpfs(path: Path) -> bool:
+    """Whether `path` lives on a tmpfs (memory), judged by its longest mount-point prefix."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for point, kind in mount_points().items():
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, fstype = point, kind
+    return fstype == "tmpfs"
+
+
+class AuthStore:
+    """Rotation credentials (client secrets, service-account tokens) that survive a restart.
+
+    Kept only when the directory is on a tmpfs, in root-only files: never on the node's disk.
+    Elsewhere it stores nothing, and such volumes rotate again once kubelet republishes them.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "auth"
+        self.enabled = False
+
+    def open(self) -> dict[str, AuthMaterial]:
+        self.enabled = on_tmpfs(self.dir.parent)
+        if not self.enabled:
+            if self.dir.is_dir():
+                for stale in self.dir.glob("*.json"):
+                    stale.unlink(missing_ok=True)
+            return {}
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        out: dict[str, AuthMaterial] = {}
+        for path in self.dir.glob("*.json"):
+            try:
+                raw = json.loads(path.read_bytes())
+                out[str(raw["volume_id"])] = AuthMaterial(
+                    client_secret=str(raw.get("client_secret", "")),
+                    sa_token=str(raw.get("sa_token", "")),
+                    sa_token_expiry=float(raw.get("sa_token_expiry", 0.0)),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("skipping unreadable credentials file %s", path.name)
+        return out
+
+    def save(self, volume_id: str, auth: AuthMaterial) -> None:
+        if not self.enabled:
+            return
+        data = json.dumps(
+            {
+                "volume_id": volume_id,
+                "client_secret": auth.client_secret,
+                "sa_token": auth.sa_token,
+                "sa_token_expiry": auth.sa_token_expiry,
+            }
+        ).encode()
+        write_atomically(self.dir / f"{_safe(volume_id)}.json", data, mode=0o600)
+
+    def delete(self, volume_id: str) -> None:
+        (self.dir / f"{_safe(volume_id)}.json").unlink(missing_ok=True)
+
+
+def _safe(volume_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in volume_id)

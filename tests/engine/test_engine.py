@@ -1,0 +1,269 @@
+"""publish/unpublish through the real engine, against the devstack over HTTPS."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from driver.errors import (
+    Aborted,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from driver.mounts import mount_points
+
+
+def read(target: Path, name: str) -> bytes:
+    return (target / name).read_bytes()
+
+
+def assert_nothing_left(target: Path) -> None:
+    assert str(target) not in mount_points()
+    assert not target.exists() or not any(target.iterdir())
+
+
+def test_seed_pod_mounts_secret_key_and_cert(make_core, pod_request, mount_mode: str) -> None:
+    core = make_core()
+    req = pod_request(
+        {"keyvaultobjectnames": "secret1;key1;cert1", "keyvaultobjecttypes": "secret;key;cert"}
+    )
+    result = core.engine.publish(req)
+    target = req.target_path
+    assert read(target, "secret1") == b"testkv-secret1-value"
+    key = serialization.load_pem_public_key(read(target, "key1"))
+    assert isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048
+    cert = x509.load_pem_x509_certificate(read(target, "cert1"))
+    assert cert.subject.rfc4514_string() == "CN=cert1"
+    assert {f.path for f in result.files} == {"secret1", "key1", "cert1"}
+    assert all((target / n).stat().st_mode & 0o777 == 0o644 for n in ("secret1", "key1", "cert1"))
+    assert (target / "..data").is_symlink()
+    assert result.fetched and all(len(v) == 1 and v[0] for v in result.versions.values())
+    if mount_mode == "tmpfs":
+        assert mount_points()[str(target)] == "tmpfs"
+
+
+def test_unpublish_removes_everything_and_is_idempotent(make_core, pod_request) -> None:
+    core = make_core()
+    req = pod_request()
+    core.engine.publish(req)
+    core.engine.unpublish(req.volume_id, req.target_path)
+    assert not req.target_path.exists()
+    assert core.engine.store.get(req.volume_id) is None
+    core.engine.unpublish(req.volume_id, req.target_path)  # again: still fine
+
+
+def test_republish_is_idempotent_and_asks_key_vault_nothing(
+    make_core, pod_request, devstack: Any
+) -> None:
+    core = make_core()
+    req = pod_request()
+    core.engine.publish(req)
+    before = devstack.count(vault="testkv")
+    again = core.engine.publish(req)
+    assert not again.fetched
+    assert devstack.count(vault="testkv") == before
+    assert read(req.target_path, "secret1") == b"testkv-secret1-value"
+
+
+def test_identity_without_access_gets_permission_denied_and_no_files(
+    make_core, pod_request
+) -> None:
+    core = make_core()
+    req = pod_request({"csi.storage.k8s.io/pod.name": "no-access-pod"})
+    with pytest.raises(PermissionDenied) as err:
+        core.engine.publish(req)
+    assert "secret 'secret1'" in str(err.value) and "403" in str(err.value)
+    assert_nothing_left(req.target_path)
+    assert core.engine.store.get(req.volume_id) is None
+
+
+def test_one_missing_object_fails_the_whole_volume(make_core, pod_request) -> None:
+    core = make_core()
+    req = pod_request(
+        {"keyvaultobjectnames": "secret1;nope", "keyvaultobjecttypes": "secret;secret"}
+    )
+    with pytest.raises(NotFound) as err:
+        core.engine.publish(req)
+    assert "'nope'" in str(err.value) and "SecretNotFound" in str(err.value)
+    assert_nothing_left(req.target_path)
+
+
+def test_bad_attributes_fail_before_any_side_effect(make_core, pod_request, devstack: Any) -> None:
+    core = make_core()
+    devstack.reset_counters()
+    req = pod_request({"keyvaultobjecttypes": "secret;key"})
+    with pytest.raises(InvalidArgument):
+        core.engine.publish(req)
+    assert devstack.count() == 0
+    assert_nothing_left(req.target_path)
+
+
+def test_service_principal_from_csi_secrets(make_core, pod_request, devstack: Any) -> None:
+    core = make_core()
+    sp = devstack.identities["kvcreds"]
+    req = pod_request(
+        {"usePodIdentity": None},
+        secrets={"clientid": sp["client_id"], "clientsecret": sp["client_secret"]},
+    )
+    core.engine.publish(req)
+    assert read(req.target_path, "secret1") == b"testkv-secret1-value"
+
+
+def test_wrong_client_secret_is_refused(make_core, pod_request, devstack: Any) -> None:
+    core = make_core()
+    sp = devstack.identities["kvcreds"]
+    req = pod_request(
+        {"usePodIdentity": None},
+        secrets={"clientid": sp["client_id"], "clientsecret": "Zq7-not-the-secret"},
+    )
+    with pytest.raises(PermissionDenied) as err:
+        core.engine.publish(req)
+    assert "Zq7-not-the-secret" not in str(err.value)
+    assert_nothing_left(req.target_path)
+
+
+def test_vm_managed_identity_user_assigned(make_core, pod_request, devstack: Any) -> None:
+    core = make_core()
+    req = pod_request(
+        {
+            "usePodIdentity": None,
+            "useVMManagedIdentity": "true",
+            "userAssignedIdentityID": devstack.identities["vm-user"]["client_id"],
+        }
+    )
+    core.engine.publish(req)
+    assert read(req.target_path, "secret1") == b"testkv-secret1-value"
+
+
+def test_workload_identity_with_service_account_token(
+    make_core, pod_request, devstack: Any
+) -> None:
+    import json
+
+    core = make_core()
+    token = devstack.sa_token("default", "workload-sa")
+    req = pod_request(
+        {
+            "usePodIdentity": None,
+            "clientID": devstack.identities["workload"]["client_id"],
+            "csi.storage.k8s.io/serviceAccount.name": "workload-sa",
+            "csi.storage.k8s.io/serviceAccount.tokens": json.dumps(
+                {"api://AzureADTokenExchange": {"token": token, "expirationTimestamp": ""}}
+            ),
+        }
+    )
+    core.engine.publish(req)
+    assert read(req.target_path, "secret1") == b"testkv-secret1-value"
+
+
+def test_provider_objects_with_modes_aliases_and_history(
+    make_core, pod_request, devstack: Any
+) -> None:
+    core = make_core()
+    for value in ("v1", "v2", "v3"):
+        devstack.set_secret("testkv", "engine-history", value)
+    objects = """
+array:
+  - |
+    objectName: engine-history
+    objectType: secret
+    objectAlias: conf/history
+    objectVersionHistory: 2
+  - |
+    objectName: secret1
+    objectType: secret
+    objectAlias: conf/tight
+    filePermission: "0600"
+    objectEncoding: utf-8
+"""
+    req = pod_request({"keyvaultobjectnames": None, "keyvaultobjecttypes": None, "objects": objects})
+    core.engine.publish(req)
+    t = req.target_path
+    assert read(t, "conf/history/0") == b"v3"
+    assert read(t, "conf/history/1") == b"v2"
+    assert not (t / "conf/history/2").exists()  # exactly N (upstream wrote N+1)
+    assert (t / "conf/tight").stat().st_mode & 0o777 == 0o600
+
+
+def test_transient_503s_are_retried(make_core, pod_request, devstack: Any) -> None:
+    core = make_core()
+    devstack.fault(vault="testkv", endpoint="keyvault", rate_503=0.5)
+    try:
+        req = pod_request(
+            {
+                "keyvaultobjectnames": "app-secret-1;app-secret-2;app-secret-3",
+                "keyvaultobjecttypes": "secret;secret;secret",
+            }
+        )
+        core.engine.publish(req)
+    finally:
+        devstack.clear_faults()
+    assert read(req.target_path, "app-secret-3") == b"app-secret-3-value"
+
+
+def test_throttled_vault_gives_a_retriable_error_and_no_files(
+    make_core, pod_request, devstack: Any
+) -> None:
+    core = make_core(request_timeout=0.5)
+    devstack.fault(vault="testkv", endpoint="keyvault", rate_429=1.0, retry_after=1)
+    try:
+        req = pod_request()
+        with pytest.raises(ResourceExhausted) as err:
+            core.engine.publish(req)
+    finally:
+        devstack.clear_faults()
+    assert not err.value.final
+    assert_nothing_left(req.target_path)
+
+
+def test_nmi_without_identity_is_unavailable_not_final(make_core, pod_request) -> None:
+    core = make_core(nmi_deadline=0.5)
+    req = pod_request({"csi.storage.k8s.io/pod.name": "pod-without-identity"})
+    with pytest.raises(Unavailable) as err:
+        core.engine.publish(req)
+    assert not err.value.final
+    assert_nothing_left(req.target_path)
+
+
+def test_concurrent_operations_on_one_volume_are_aborted(
+    make_core, pod_request, devstack: Any
+) -> None:
+    core = make_core()
+    req = pod_request()
+    devstack.fault(vault="testkv", endpoint="keyvault", latency_ms=400)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            core.engine.publish(req)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        thread = threading.Thread(target=first)
+        thread.start()
+        # The first call holds the volume while Key Vault is slow; a second one is refused.
+        for _ in range(200):
+            try:
+                with core.engine.exclusive(req.volume_id):
+                    pass
+            except Aborted:
+                break
+            threading.Event().wait(0.005)
+        else:
+            pytest.fail("the first publish never held the volume")
+        with pytest.raises(Aborted):
+            core.engine.publish(req)
+        thread.join()
+    finally:
+        devstack.clear_faults()
+    assert not errors
