@@ -21,7 +21,7 @@ demo: $(STAMP)
 NS := $(shell [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null && echo unshare -m --propagation private)
 
 test: $(STAMP)
-	$(NS) $(BIN)/python -m pytest
+	$(NS) $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -104,8 +104,8 @@ def load_seed(path: Path | None) -> tuple[World, Ports]:
         raise SeedError(f"seed {path}: expected a mapping at the top level")
     try:
         return build_world(raw, base)
-    except (BadInput, crypto.CryptoInputError) as exc:
-        raise SeedError(f"seed {path or 'default'}: {exc}") from None
+    except (SeedError, BadInput, crypto.CryptoInputError, OSError, ValueError) as exc:
+        raise SeedError(f"seed {path or '(default)'}: {exc}") from None
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -168,7 +168,9 @@ def build_world(raw: dict[str, Any], base: Path) -> tuple[World, Ports]:
 def _identity(name: str, spec: dict[str, Any]) -> Identity:
     kind = str(spec.get("kind") or "")
     if kind not in IDENTITY_KINDS:
-        raise SeedError(f"identities.{name}: kind must be one of {', '.join(IDENTITY_KINDS)}")
+        raise SeedError(
+            f"identities.{name}: kind {kind!r} is not one of {', '.join(IDENTITY_KINDS)}"
+        )
     client_id = str(spec.get("client_id") or "")
     if not client_id:
         raise SeedError(f"identities.{name}: client_id is required")

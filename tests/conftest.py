@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.devstack"]
+pytest_plugins = ["tests.fixtures.devstack", "tests.fixtures.daemon"]
 
 
 def in_private_mount_namespace() -> bool:

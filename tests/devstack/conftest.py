@@ -94,7 +94,9 @@ def imds_env(devstack: Devstack, monkeypatch: pytest.MonkeyPatch) -> Devstack:
 
 
 def managed_credential(client_id: str | None = None) -> ManagedIdentityCredential:
-    return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+    return (
+        ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+    )
 
 
 def write_chain_pem(directory: Path) -> Path:
@@ -133,7 +135,7 @@ vaults:
     certificates:
       from-pem: {pem_file: chain.pem, content_type: application/x-pem-file}
 pods:
-  ns1/late-pod: {identity: uami, delay_seconds: 4}
+  ns1/late-pod: {identity: uami, delay_seconds: 6}
   ns1/ready-pod: {identity: uami}
 """
 

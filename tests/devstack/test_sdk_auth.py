@@ -29,7 +29,9 @@ def test_client_secret_credential_reads_secret_key_and_certificate(devstack: Dev
 
     assert secret.value == "testkv-secret1-value"
     assert secret.properties.content_type == "text/plain"
-    assert secret.id == f"{devstack.vault_url('testkv')}/secrets/secret1/{secret.properties.version}"
+    assert (
+        secret.id == f"{devstack.vault_url('testkv')}/secrets/secret1/{secret.properties.version}"
+    )
     assert key.key_type == "RSA" and key.key.n and key.key.e
     assert cert.cer and cert.secret_id and cert.key_id
 
@@ -41,9 +43,14 @@ def test_managed_identity_system_assigned(imds_env: Devstack) -> None:
 
 def test_managed_identity_user_assigned_by_client_id(imds_env: Devstack) -> None:
     credential = managed_credential(imds_env.client_id("vm-user"))
-    assert secret_client(imds_env, credential).get_secret("app-secret-1").value == "app-secret-1-value"
+    assert (
+        secret_client(imds_env, credential).get_secret("app-secret-1").value == "app-secret-1-value"
+    )
     assert key_client(imds_env, credential).get_key("ec-key").key.crv == "P-256"
-    assert cert_client(imds_env, credential).get_certificate("ec-cert").policy.key_curve_name == "P-256"
+    assert (
+        cert_client(imds_env, credential).get_certificate("ec-cert").policy.key_curve_name
+        == "P-256"
+    )
 
 
 def test_workload_identity_client_assertion(devstack: Devstack) -> None:

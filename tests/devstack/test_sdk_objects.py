@@ -89,7 +89,9 @@ def test_create_and_get_ec_keys(devstack: Devstack, unique_name, curve: KeyCurve
     assert got.key.crv == curve
     size = {"P-256": 32, "P-384": 48, "P-521": 66}[str(curve.value)]
     assert len(got.key.x) == len(got.key.y) == size
-    assert got.id == f"{devstack.vault_url('testkv')}/keys/{created.name}/{created.properties.version}"
+    assert (
+        got.id == f"{devstack.vault_url('testkv')}/keys/{created.name}/{created.properties.version}"
+    )
 
 
 def test_create_rsa_key(devstack: Devstack, unique_name) -> None:
@@ -138,7 +140,9 @@ def test_create_self_signed_certificate(devstack: Devstack, unique_name) -> None
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
 
 
-def test_import_pfx_with_chain_yields_pkcs12_backing_secret(devstack: Devstack, unique_name) -> None:
+def test_import_pfx_with_chain_yields_pkcs12_backing_secret(
+    devstack: Devstack, unique_name
+) -> None:
     key = crypto.generate_key("RSA", 2048)
     chain = make_chain("CN=imported.example", key)
     pfx = pkcs12.serialize_key_and_certificates(
@@ -174,7 +178,9 @@ def test_import_pem_keeps_key_and_chain_order(devstack: Devstack, unique_name) -
     credential = admin_credential(devstack)
     name = unique_name()
     cert_client(devstack, credential).import_certificate(
-        name, pem, policy=CertificatePolicy(issuer_name="Unknown", content_type=CertificateContentType.pem)
+        name,
+        pem,
+        policy=CertificatePolicy(issuer_name="Unknown", content_type=CertificateContentType.pem),
     )
     value = secret_client(devstack, credential).get_secret(name).value.encode()
     assert x509.load_pem_x509_certificates(value) == chain

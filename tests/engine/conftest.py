@@ -17,9 +17,7 @@ TENANT = "11111111-1111-1111-1111-111111111111"
 
 
 @pytest.fixture
-def make_core(
-    devstack: Any, tmp_path: Path, mount_mode: str
-) -> Iterator[Callable[..., Core]]:
+def make_core(devstack: Any, tmp_path: Path, mount_mode: str) -> Iterator[Callable[..., Core]]:
     cores: list[Core] = []
 
     def make(**overrides: Any) -> Core:

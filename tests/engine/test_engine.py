@@ -185,7 +185,9 @@ array:
     filePermission: "0600"
     objectEncoding: utf-8
 """
-    req = pod_request({"keyvaultobjectnames": None, "keyvaultobjecttypes": None, "objects": objects})
+    req = pod_request(
+        {"keyvaultobjectnames": None, "keyvaultobjecttypes": None, "objects": objects}
+    )
     core.engine.publish(req)
     t = req.target_path
     assert read(t, "conf/history/0") == b"v3"
