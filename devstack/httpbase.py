@@ -147,6 +147,13 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "devstack"
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Protocol-level errors (bad request line, oversized headers) in the JSON error shape
+        # rather than the standard library's HTML page.
+        self.close_connection = True
+        codes = {400: "BadParameter", 404: "NotFound", 405: "MethodNotAllowed", 501: "NotImplemented"}
+        self._send(kv_error(code, codes.get(code, "BadRequest"), message or "Bad request."))
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s: %s", self.server.name, format % args)
 
@@ -169,6 +176,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _read_body(self) -> bytes | None:
+        """The request body; None when it is too large. ValueError on broken framing."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks = []
             total = 0
@@ -193,7 +201,12 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         route = Route(None, "unknown", "admin")
         try:
-            body = self._read_body()
+            try:
+                body = self._read_body()
+            except ValueError:
+                self.close_connection = True
+                self._send(kv_error(400, "BadParameter", "The request body framing is invalid."))
+                return
             parts = urlsplit(self.path)
             request = Request(
                 method=self.command,

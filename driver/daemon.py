@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from driver.app import Core, build_core
 from driver.config import Settings
+from driver.csi.controller import PlaceholderControllerService
 from driver.csi.identity import IdentityService
 from driver.csi.node import NodeService
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
@@ -80,6 +81,8 @@ class Daemon:
             IdentityService(settings.driver_name, plugin_version(), core.engine.ready), self._grpc
         )
         csi_pb2_grpc.add_NodeServicer_to_server(NodeService(core.engine, node_id), self._grpc)
+        # Not advertised; answers ControllerGetCapabilities for conformance tools (csi-sanity).
+        csi_pb2_grpc.add_ControllerServicer_to_server(PlaceholderControllerService(), self._grpc)
         self._registration: grpc.Server | None = None
         self._reg_socket: Path | None = None
         self._bridge: FlexBridge | None = None

@@ -141,7 +141,9 @@ class _AadCredential(KvCredential):
         self._authority = cloud.authority_host
         self._subject = subject
 
-    def _request(self, resource: str, claims: str | None) -> AccessTokenInfo:
+    def _request(
+        self, resource: str, claims: str | None, patience: float | None
+    ) -> AccessTokenInfo:
         options: TokenRequestOptions = {}
         if claims:
             options["claims"] = claims

@@ -27,8 +27,11 @@ TokenRequestHook = Callable[[str, str], None]
 
 # Refresh this long before expiry; tokens living less than twice this refresh at half-life.
 REFRESH_MARGIN = 300.0
-# When a refresh fails transiently, keep serving the cached token while it lives this long.
+# When a refresh fails transiently, keep serving the cached token while it lives this long,
+# trying again every STALE_RETRY seconds, each refresh waiting at most REFRESH_PATIENCE.
 STALE_GRACE = 60.0
+STALE_RETRY = 15.0
+REFRESH_PATIENCE = 10.0
 
 
 def no_hook(kind: str, status: str) -> None:
@@ -84,8 +87,13 @@ class KvCredential(ABC):
         """Names the identity for error messages (never a secret)."""
 
     @abstractmethod
-    def _request(self, resource: str, claims: str | None) -> AccessTokenInfo:
-        """Ask upstream for a fresh token; raise a `KvError` on failure."""
+    def _request(
+        self, resource: str, claims: str | None, patience: float | None
+    ) -> AccessTokenInfo:
+        """Ask upstream for a fresh token; raise a `KvError` on failure.
+
+        `patience`, when set, caps how long to keep retrying: a still-valid token is at hand,
+        so callers should not wait out a long deadline for its replacement."""
 
     # --- the public surface ------------------------------------------------------------------
 
@@ -168,18 +176,21 @@ class KvCredential(ABC):
                 flight = self._inflight = Future()
         if not leader:
             return _wait(flight)
+        usable = cached is not None and cached.info.expires_on - self._clock() > STALE_GRACE
         try:
-            info = self._request(resource, claims)
+            info = self._request(resource, claims, REFRESH_PATIENCE if usable else None)
         except KvError as exc:
             result = self._on_failure(exc, cached, flight)
             if result is None:
                 raise
             return result
-        except Exception as exc:
+        except BaseException as exc:
+            # Whatever happens, waiters must be released and the next caller must try again.
             error = Internal(f"{self.description}: unexpected {type(exc).__name__} getting a token")
-            error.__cause__ = exc
             self._finish(flight, error=error)
-            raise error from exc
+            if isinstance(exc, Exception):
+                raise error from exc
+            raise
         now = self._clock()
         with self._lock:
             self._cached = _Cached(info, refresh_time(info.expires_on, now, info.refresh_on))
@@ -189,12 +200,14 @@ class KvCredential(ABC):
     def _on_failure(
         self, exc: KvError, cached: _Cached | None, flight: Future[AccessTokenInfo]
     ) -> AccessTokenInfo | None:
-        if (
-            not exc.final
-            and cached is not None
-            and cached.info.expires_on - self._clock() > STALE_GRACE
-        ):
-            # Upstream is down for a moment, but the token we hold is still good: use it.
+        now = self._clock()
+        if not exc.final and cached is not None and cached.info.expires_on - now > STALE_GRACE:
+            # Upstream is down for a moment, but the token we hold is still good: use it, and
+            # let the next callers use it too until the next refresh attempt is due.
+            retry_at = min(now + STALE_RETRY, cached.info.expires_on - STALE_GRACE)
+            with self._lock:
+                if self._cached is None or self._cached.info is cached.info:
+                    self._cached = _Cached(cached.info, retry_at)
             self._finish(flight, info=cached.info)
             return cached.info
         self._finish(flight, error=exc)

@@ -68,11 +68,14 @@ class ImdsCredential(KvCredential):
         )
         return f"VM managed {who} (IMDS {self._endpoint})"
 
-    def _request(self, resource: str, claims: str | None) -> AccessTokenInfo:
+    def _request(
+        self, resource: str, claims: str | None, patience: float | None
+    ) -> AccessTokenInfo:
         params = {"api-version": API_VERSION, "resource": resource}
         if self._requested_client_id:
             params["client_id"] = self._requested_client_id
-        deadline = Deadline(self._deadline, self._monotonic, self._sleep)
+        seconds = self._deadline if patience is None else min(self._deadline, patience)
+        deadline = Deadline(seconds, self._monotonic, self._sleep)
         last = "no answer"
         while True:
             retry_after: float | None = None

@@ -55,10 +55,13 @@ class NmiCredential(KvCredential):
     def description(self) -> str:
         return f"pod identity of {self._namespace}/{self._pod} (NMI {self._address})"
 
-    def _request(self, resource: str, claims: str | None) -> AccessTokenInfo:
+    def _request(
+        self, resource: str, claims: str | None, patience: float | None
+    ) -> AccessTokenInfo:
         # Empty headers are left out so that NMI itself says which one is missing.
         headers = {k: v for k, v in (("podns", self._namespace), ("podname", self._pod)) if v}
-        deadline = Deadline(self._deadline, self._monotonic, self._sleep)
+        seconds = self._deadline if patience is None else min(self._deadline, patience)
+        deadline = Deadline(seconds, self._monotonic, self._sleep)
         last = "no answer"
         while True:
             remaining = max(0.1, deadline.remaining())

@@ -57,7 +57,7 @@ class Deadline:
     monotonic: Monotonic
     sleep: Sleep
     base: float = 0.2
-    cap: float = 5.0
+    cap: float = 2.0
     rng: random.Random = field(default_factory=random.Random)
     attempts: int = 0
     _start: float = -1.0
@@ -72,14 +72,17 @@ class Deadline:
         return self.monotonic() - self._start
 
     def wait(self, retry_after: float | None = None) -> bool:
-        """Sleep before the next attempt; False (without sleeping) when the deadline would pass."""
+        """Sleep before the next attempt; False (without sleeping) once the deadline has passed
+        or when the server asks us to come back only after it."""
         self.attempts += 1
+        remaining = self.remaining()
+        if remaining <= 0 or (retry_after is not None and retry_after >= remaining):
+            return False
         step = min(self.cap, self.base * 2 ** (self.attempts - 1))
         # "Equal jitter": at least half the step, so retries never bunch up at zero.
         delay = step / 2 + self.rng.uniform(0, step / 2)
         if retry_after is not None:
             delay = max(delay, retry_after)
-        if delay >= self.remaining():
-            return False
-        self.sleep(delay)
+        # The last attempt happens at the deadline rather than one step before it.
+        self.sleep(min(delay, remaining))
         return True

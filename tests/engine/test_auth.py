@@ -219,7 +219,7 @@ def test_missing_pod_namespace_is_invalid_argument(
         deadline=10.0,
         request_timeout=5.0,
     )
-    with pytest.raises(InvalidArgument, match="HTTP 400.*podns"):
+    with pytest.raises(InvalidArgument, match=r"HTTP 400.*podns"):
         direct.get_token(cloud.scope)
 
 
@@ -381,7 +381,7 @@ def test_only_key_vault_tokens_are_handed_out(
 ) -> None:
     devstack = clean_faults
     credential = provider.credential_for(podid_spec(devstack), AuthMaterial(), cloud)
-    with pytest.raises(InvalidArgument, match="management.azure.com"):
+    with pytest.raises(InvalidArgument, match=r"management\.azure\.com"):
         credential.get_token("https://management.azure.com/.default")
     assert nmi_requests(devstack) == 0
 

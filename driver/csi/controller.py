@@ -1,0 +1,27 @@
+"""A placeholder Controller service for a node-only plugin.
+
+We do not advertise CONTROLLER_SERVICE, so kubelet and the external sidecars never call it. It
+exists because conformance tools (csi-sanity) call ControllerGetCapabilities on the plugin's
+socket before every Node test and fail on "method not found". It answers with the single
+capability RPC UNKNOWN (a non-empty list: an empty one reads as "missing" in Go clients), which
+tells a caller there is nothing to use; every other Controller RPC stays UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from driver.csi.proto import csi_pb2, csi_pb2_grpc
+
+_Rpc = csi_pb2.ControllerServiceCapability.RPC
+
+
+class PlaceholderControllerService(csi_pb2_grpc.ControllerServicer):
+    def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
+        return csi_pb2.ControllerGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.ControllerServiceCapability(rpc=_Rpc(type=_Rpc.Type.UNKNOWN))
+            ]
+        )

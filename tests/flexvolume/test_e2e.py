@@ -1,0 +1,176 @@
+"""The seed `azure/kv` pods, mounted by exec'ing the shim as kubelet does, through a running
+node plugin, against the devstack, into real tmpfs mounts."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from driver.mounts import mount_points
+from tests.flexvolume.kubelet import go_json
+from tests.flexvolume.shimrun import ShimResult, run_shim
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+
+
+def seed_options(daemon: Any, mount_dir: Path, **extra: str) -> dict[str, str]:
+    """The seed pod's flexVolume options (from the original docs) plus what kubelet adds."""
+    uid = mount_dir.parts[-4]
+    options = {
+        "usepodidentity": "true",
+        "nmiport": str(daemon.devstack.nmi_port),
+        "keyvaultname": "testkv",
+        "keyvaultobjectnames": "secret1;key1;cert1",
+        "keyvaultobjecttypes": "secret;key;cert",
+        "keyvaultobjectversions": "",
+        "resourcegroup": "rg",
+        "subscriptionid": "00000000-0000-0000-0000-000000000000",
+        "tenantid": TENANT,
+        "kubernetes.io/fsType": "",
+        "kubernetes.io/pod.name": "nginx-flex-kv-podid",
+        "kubernetes.io/pod.namespace": "default",
+        "kubernetes.io/pod.uid": uid,
+        "kubernetes.io/pvOrVolumeName": "test",
+        "kubernetes.io/readwrite": "ro",
+        "kubernetes.io/serviceAccount.name": "default",
+    }
+    options.update(extra)
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def mount_dir(daemon: Any) -> Path:
+    path = daemon.root / "pods" / str(uuid.uuid4()) / "volumes" / "azure~kv" / "test"
+    path.mkdir(parents=True)  # kubelet creates the FlexVolume mount dir before `mount`
+    return path
+
+
+def shim(daemon: Any, *args: str) -> ShimResult:
+    return run_shim(list(args), socket=daemon.flex_socket, log=daemon.root / "flex.log")
+
+
+def assert_empty(path: Path) -> None:
+    assert str(path) not in mount_points()
+    assert not path.exists() or not any(path.iterdir())
+
+
+def test_seed_pod_identity_pod_mounts_all_three_objects(daemon: Any, mount_mode: str) -> None:
+    target = mount_dir(daemon)
+    result = shim(daemon, "mount", str(target), go_json(seed_options(daemon, target)))
+    assert result.status == "Success", result.message
+    assert (target / "secret1").read_bytes() == b"testkv-secret1-value"
+    serialization.load_pem_public_key((target / "key1").read_bytes())
+    x509.load_pem_x509_certificate((target / "cert1").read_bytes())
+    if mount_mode == "tmpfs":
+        assert mount_points()[str(target)] == "tmpfs"
+    assert shim(daemon, "unmount", str(target)).status == "Success"
+    assert not target.exists()
+    assert shim(daemon, "unmount", str(target)).status == "Success"  # idempotent
+
+
+def test_service_principal_form_with_base64_secret_ref(daemon: Any) -> None:
+    sp = daemon.devstack.identities["kvcreds"]
+    target = mount_dir(daemon)
+    options = seed_options(
+        daemon,
+        target,
+        usepodidentity=None,
+        keyvaultobjectnames="secret1",
+        keyvaultobjecttypes="secret",
+        **{
+            "kubernetes.io/secret/clientid": base64.b64encode(sp["client_id"].encode()).decode(),
+            "kubernetes.io/secret/clientsecret": base64.b64encode(
+                sp["client_secret"].encode()
+            ).decode(),
+        },
+    )
+    result = shim(daemon, "mount", str(target), go_json(options))
+    assert result.status == "Success", result.message
+    assert (target / "secret1").read_bytes() == b"testkv-secret1-value"
+    assert sp["client_secret"] not in daemon.log()
+    assert sp["client_secret"] not in (daemon.root / "flex.log").read_text()
+
+
+def test_vm_managed_identity_form(daemon: Any) -> None:
+    target = mount_dir(daemon)
+    options = seed_options(
+        daemon,
+        target,
+        usepodidentity=None,
+        usevmmanagedidentity="true",
+        vmmanagedidentityclientid=daemon.devstack.identities["vm-user"]["client_id"],
+        keyvaultobjectnames="secret1",
+        keyvaultobjecttypes="secret",
+    )
+    result = shim(daemon, "mount", str(target), go_json(options))
+    assert result.status == "Success", result.message
+
+
+def test_option_values_with_spaces_split_across_argv_words(daemon: Any) -> None:
+    target = mount_dir(daemon)
+    text = go_json(
+        seed_options(
+            daemon,
+            target,
+            keyvaultobjectnames="secret1",
+            keyvaultobjecttypes="secret",
+            note="a value with spaces",
+        )
+    )
+    words = text.split(" ")  # what a shell-based caller without quoting would pass
+    assert len(words) > 1
+    result = shim(daemon, "mount", str(target), *words)
+    assert result.status == "Success", result.message
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"keyvaultobjecttypes": "secret;key"}, "keyvaultobjecttypes"),
+        ({"keyvaultobjecttypes": "secret;blob;cert"}, "blob"),
+        ({"keyvaultname": "-bad--name"}, "keyvaultname"),
+        ({"tenantid": None}, "tenant"),
+        ({"nmiport": "99999"}, "nmiport"),
+        ({"keyvaultobjectaliases": "a;../b;c"}, ".."),
+        ({"usevmmanagedidentity": "true"}, "identity"),
+        ({"kubernetes.io/pod.name": None}, "pod"),
+    ],
+)
+def test_bad_options_fail_clearly_with_no_files(
+    daemon: Any, change: dict[str, str | None], needle: str
+) -> None:
+    target = mount_dir(daemon)
+    options = seed_options(daemon, target)
+    for key, value in change.items():
+        if value is None:
+            options.pop(key, None)
+        else:
+            options[key] = value
+    result = shim(daemon, "mount", str(target), go_json(options))
+    assert result.status == "Failure"
+    assert result.message.startswith("INVALID_ARGUMENT")
+    assert needle.lower() in result.message.lower()
+    assert_empty(target)
+
+
+def test_identity_without_access_fails_with_no_files(daemon: Any) -> None:
+    target = mount_dir(daemon)
+    options = seed_options(daemon, target, **{"kubernetes.io/pod.name": "no-access-pod"})
+    result = shim(daemon, "mount", str(target), go_json(options))
+    assert result.status == "Failure"
+    assert result.message.startswith("PERMISSION_DENIED")
+    assert_empty(target)
+
+
+def test_daemon_down_fails_fast(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    daemon.stop()
+    target = mount_dir(daemon)
+    result = shim(daemon, "mount", str(target), go_json(seed_options(daemon, target)))
+    assert result.status == "Failure"
+    assert "not reachable" in result.message  # how fast: bench/flexvolume.py
