@@ -144,6 +144,11 @@ class Devstack:
 
     # --- convenience -----------------------------------------------------------------------
 
+    @property
+    def imds_host(self) -> str:
+        """Base URL of the IMDS stand-in: the value for AZURE_POD_IDENTITY_AUTHORITY_HOST."""
+        return self.imds_endpoint.split("/metadata/", 1)[0]
+
     def vault_url(self, vault: str) -> str:
         return self.vaults[vault]["url"]
 

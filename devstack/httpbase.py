@@ -151,7 +151,12 @@ class Handler(BaseHTTPRequestHandler):
         # Protocol-level errors (bad request line, oversized headers) in the JSON error shape
         # rather than the standard library's HTML page.
         self.close_connection = True
-        codes = {400: "BadParameter", 404: "NotFound", 405: "MethodNotAllowed", 501: "NotImplemented"}
+        codes = {
+            400: "BadParameter",
+            404: "NotFound",
+            405: "MethodNotAllowed",
+            501: "NotImplemented",
+        }
         self._send(kv_error(code, codes.get(code, "BadRequest"), message or "Bad request."))
 
     def log_message(self, format: str, *args: Any) -> None:

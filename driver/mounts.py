@@ -119,5 +119,28 @@ class TmpfsMounter:
             raise Internal(f"cannot remove {target}")
 
 
+def private_mount_namespace() -> bool:
+    """True when we are root in a mount namespace of our own (e.g. under `unshare -m`), where
+    tmpfs mounts cannot leak to the host: what the tests and the demo need to mount for real.
+
+    Judged against our ancestors (pid 1's namespace is not always readable in a sandbox)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        own = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return False
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/mnt") != own:
+                return True
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                pid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
 def make_mounter(mode: str, tmpfs_size: str) -> Mounter:
     return TmpfsMounter(tmpfs_size) if mode == "tmpfs" else DirMounter()

@@ -3,27 +3,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from driver.mounts import private_mount_namespace
+
 pytest_plugins = ["tests.fixtures.devstack", "tests.fixtures.daemon"]
-
-
-def in_private_mount_namespace() -> bool:
-    try:
-        return os.geteuid() == 0 and os.readlink("/proc/self/ns/mnt") != os.readlink(
-            "/proc/1/ns/mnt"
-        )
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
 def mount_mode() -> str:
     """"tmpfs" when real mounts are safe here, else "dir" (plain directories)."""
-    return "tmpfs" if in_private_mount_namespace() else "dir"
+    return "tmpfs" if private_mount_namespace() else "dir"
 
 
 @pytest.fixture(scope="session")

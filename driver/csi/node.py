@@ -48,18 +48,19 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 )
             )
         except Exception as exc:
-            abort(context, exc)
+            abort(context, exc, f"NodePublishVolume {request.volume_id or '(no volume_id)'}")
         return csi_pb2.NodePublishVolumeResponse()
 
     def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
+        log.debug("NodeUnpublishVolume %s", json.dumps(redacted(request)))
         try:
             require(request.volume_id, "volume_id")
             require(request.target_path, "target_path")
             self._engine.unpublish(request.volume_id, Path(request.target_path))
         except Exception as exc:
-            abort(context, exc)
+            abort(context, exc, f"NodeUnpublishVolume {request.volume_id or '(no volume_id)'}")
         return csi_pb2.NodeUnpublishVolumeResponse()
 
     def NodeGetInfo(

@@ -19,10 +19,13 @@ def grpc_code(error: KvError) -> grpc.StatusCode:
     return code
 
 
-def abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
+def abort(context: grpc.ServicerContext, error: BaseException, what: str = "CSI call") -> NoReturn:
+    """End the call with the error's code. `what` names the call and volume for the log line
+    (engine messages never hold secrets, so they are logged as sent)."""
     if isinstance(error, KvError):
+        log.warning("%s failed: %s: %s", what, error.code, error)
         context.abort(grpc_code(error), str(error))
-    log.exception("unexpected error serving a CSI call")
+    log.exception("%s: unexpected error", what)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
     raise AssertionError("unreachable")  # context.abort always raises
 

@@ -87,7 +87,7 @@ def admin_token(ds: Devstack) -> str:
 @pytest.fixture
 def imds_env(devstack: Devstack, monkeypatch: pytest.MonkeyPatch) -> Devstack:
     """Point ManagedIdentityCredential at the devstack's IMDS."""
-    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", devstack.raw["imds_host"])
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", devstack.imds_host)
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET"):
         monkeypatch.delenv(name, raising=False)
     return devstack

@@ -477,6 +477,10 @@ def test_token_refreshed_before_expiry_and_kept_through_a_brief_outage(
     devstack.fault(endpoint="nmi", rate_503=1.0)
     clock.offset += 110
     assert credential.get_token(cloud.scope).token == second.token
+    # Meanwhile callers get it at once instead of each waiting out a failing refresh.
+    failing = nmi_requests(devstack)
+    assert credential.get_token(cloud.scope).token == second.token
+    assert nmi_requests(devstack) == failing
     # ... but never one that is about to expire.
     clock.offset += 50
     with pytest.raises(Unavailable, match="503"):
