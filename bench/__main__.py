@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from bench.common import Context, Row, default_mount_mode, fmt
+from bench.common import Context, Row, default_mount_mode, fmt, release_mounts
 
 BENCHMARKS = ("engine_publish", "grpc_overhead", "flexvolume", "rotation")
 HERE = Path(__file__).resolve().parent
@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"#   {len(produced)} rows in {durations[name]:.1f} s", file=sys.stderr)
     finally:
         stack.stop()
+        release_mounts(work)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

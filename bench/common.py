@@ -85,7 +85,7 @@ class Row:
 
 
 def fmt(number: float) -> str:
-    if number == int(number) and abs(number) >= 10:
+    if number == int(number):
         return f"{int(number)}"
     if abs(number) >= 100:
         return f"{number:.0f}"
@@ -128,17 +128,35 @@ class Context:
 
 
 def in_private_mount_namespace() -> bool:
+    """Root, in a mount namespace other than init's (or, where init's cannot be read, as in
+    some sandboxes, other than our parent's: `unshare -m python -m bench`)."""
+    if os.geteuid() != 0:
+        return False
     try:
-        return os.geteuid() == 0 and os.readlink("/proc/self/ns/mnt") != os.readlink(
-            "/proc/1/ns/mnt"
-        )
+        mine = os.readlink("/proc/self/ns/mnt")
     except OSError:
         return False
+    for other in ("/proc/1/ns/mnt", f"/proc/{os.getppid()}/ns/mnt"):
+        try:
+            return mine != os.readlink(other)
+        except OSError:
+            continue
+    return False
 
 
 def default_mount_mode() -> str:
     """tmpfs only where real mounts cannot leak to the host (root in a private namespace)."""
     return "tmpfs" if in_private_mount_namespace() else "dir"
+
+
+def release_mounts(root: Path) -> None:
+    """Unmount whatever a crashed benchmark left mounted under `root` (deepest first)."""
+    from driver.mounts import TmpfsMounter, mount_points
+
+    prefix = str(root.resolve()) + "/"
+    leftovers = sorted((p for p in mount_points() if p.startswith(prefix)), reverse=True)
+    for point in leftovers:
+        TmpfsMounter().release(Path(point))
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -224,11 +242,16 @@ def flex_options(stack: Devstack, names: Iterable[str], *, uid: str) -> dict[str
     }
 
 
-def kubelet_target(root: Path, uid: str, plugin: str = "kubernetes.io~csi") -> Path:
-    """A kubelet-shaped mount path whose parent exists (kubelet creates the parent)."""
-    path = root / "pods" / uid / "volumes" / plugin / "kv"
-    if plugin == "kubernetes.io~csi":
-        path = path / "mount"
+def csi_target(root: Path, uid: str, name: str = "kv") -> Path:
+    """kubelet's CSI mount path; kubelet creates the parent, the driver the dir itself."""
+    path = root / "pods" / uid / "volumes" / "kubernetes.io~csi" / name / "mount"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def flex_target(root: Path, uid: str, name: str = "kv") -> Path:
+    """kubelet's FlexVolume mount dir `<root>/pods/<uid>/volumes/azure~kv/<name>`."""
+    path = root / "pods" / uid / "volumes" / "azure~kv" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

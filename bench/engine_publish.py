@@ -32,6 +32,8 @@ NAME = "engine_publish"
 TITLE = "engine publish, 25 ms Key Vault latency"
 LATENCY_MS = 25
 SIZES = (1, 10, 50)
+QUICK_SIZES = (1, 5)
+TARGET_SIZE = 50  # the targets are for 50 objects
 BASELINE_CONCURRENCY = 1
 
 
@@ -86,12 +88,23 @@ def run(ctx: Context) -> list[Row]:
     stack = ctx.devstack
     names, _ = ensure_secrets(stack, "bench-pub", max(SIZES))
     budget = Budget(150)
-    cold_publishes(ctx, names[:1], 32, 1)  # loads the SDK modules once, untimed
+    default = ctx.settings(ctx.work).fetch_concurrency
+    cold_publishes(ctx, names[:1], default, 1)  # loads the SDK modules once, untimed
+    # The floor every figure stands on: one warm round trip to the devstack plus the file swap.
+    floor = warm_publishes(ctx, names[:1], default, ctx.runs(7, 1))
+    rows = [
+        Row(
+            figure="engine publish 1 secret, warm, no injected latency",
+            value=median(floor),
+            unit="ms",
+            note=f"median of {len(floor)}; the devstack round trip plus the file swap",
+            samples=floor,
+        )
+    ]
     stack.fault(vault=VAULT, endpoint="keyvault", latency_ms=LATENCY_MS)
-    rows: list[Row] = []
     try:
-        default = ctx.settings(ctx.work).fetch_concurrency
-        for size in SIZES:
+        sizes = QUICK_SIZES if ctx.quick else SIZES
+        for size in sizes:
             subset = names[:size]
             for kind, measure, full in (("warm", warm_publishes, 7), ("cold", cold_publishes, 3)):
                 runs = ctx.runs(full, 1)
@@ -99,7 +112,7 @@ def run(ctx: Context) -> list[Row]:
                     runs = 1
                 fast = measure(ctx, subset, default, runs)
                 slow = measure(ctx, subset, BASELINE_CONCURRENCY, runs)
-                target = ("<=", 2.0 * LATENCY_MS + 50.0) if (size, kind) == (50, "warm") else None
+                target = ("<=", 2.0 * LATENCY_MS + 50.0) if (size, kind) == (TARGET_SIZE, "warm") else None
                 rows.append(
                     Row(
                         figure=f"engine publish {size} secret{'s' * (size > 1)}, {kind}",
@@ -113,13 +126,13 @@ def run(ctx: Context) -> list[Row]:
                         samples=fast,
                     )
                 )
-                if size == max(SIZES):
+                if size == max(sizes):
                     rows.append(
                         Row(
                             figure=f"engine publish {size} secrets, {kind}: speedup",
                             value=median(slow) / median(fast),
                             unit="×",
-                            target=(">=", 8.0) if kind == "warm" else None,
+                            target=(">=", 8.0) if (size, kind) == (TARGET_SIZE, "warm") else None,
                             note=f"baseline median / median (fetch concurrency "
                             f"{BASELINE_CONCURRENCY} vs {default})",
                         )

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from driver.app import Core, build_core
 from driver.config import Settings
-from driver.csi.controller import PlaceholderControllerService
+from driver.csi.controller import placeholder_controller
 from driver.csi.identity import IdentityService
 from driver.csi.node import NodeService
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
@@ -51,8 +51,19 @@ def socket_path(endpoint: str) -> Path:
     return Path(path)
 
 
+# sun_path holds 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
 def serve_unix(server: grpc.Server, path: Path, mode: int = 0o660) -> None:
     """Bind a fresh socket (a stale one from a previous run is removed) with a tight mode."""
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        # grpc would only say "failed to bind"; name the real problem.
+        raise InvalidArgument(
+            f"socket path {path} is {size} bytes long; unix sockets allow at most "
+            f"{MAX_SOCKET_PATH}: use a shorter directory"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -82,7 +93,7 @@ class Daemon:
         )
         csi_pb2_grpc.add_NodeServicer_to_server(NodeService(core.engine, node_id), self._grpc)
         # Not advertised; answers ControllerGetCapabilities for conformance tools (csi-sanity).
-        csi_pb2_grpc.add_ControllerServicer_to_server(PlaceholderControllerService(), self._grpc)
+        self._grpc.add_generic_rpc_handlers((placeholder_controller(),))
         self._registration: grpc.Server | None = None
         self._reg_socket: Path | None = None
         self._bridge: FlexBridge | None = None
@@ -94,7 +105,9 @@ class Daemon:
         problems = self.core.engine.restore()
         for problem in problems:
             log.warning("state: %s", problem)
-        log.info("restored %d volumes from %s", len(self.core.engine.store), self.settings.state_dir)
+        log.info(
+            "restored %d volumes from %s", len(self.core.engine.store), self.settings.state_dir
+        )
         serve_unix(self._grpc, self.socket)
         log.info("CSI endpoint listening on %s", self.socket)
         if self.settings.flexvolume_socket:

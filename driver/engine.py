@@ -45,6 +45,8 @@ class CredentialSource(Protocol):
 
     def identity_key(self, spec: VolumeSpec, auth: AuthMaterial) -> str: ...
 
+    def forget(self, spec: VolumeSpec, auth: AuthMaterial) -> None: ...
+
 
 @dataclass(frozen=True)
 class FileInfo:
@@ -204,8 +206,12 @@ class Engine:
 
     def _drop(self, record: VolumeRecord) -> None:
         self.store.delete(record.volume_id)
-        self._auth.pop(record.volume_id, None)
+        auth = self._auth.pop(record.volume_id, AuthMaterial())
         self.auth_store.delete(record.volume_id)
+        if not any(r.identity_key == record.identity_key for r in self.store.all()):
+            # The last volume of this identity: free its credential and Key Vault clients.
+            self.credentials.forget(record.spec, auth)
+            self.fetcher.forget(record.identity_key)
         self._update_gauge()
 
     @staticmethod

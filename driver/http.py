@@ -20,10 +20,13 @@ def make_session(ca_bundle: str = "", pool_size: int = 64) -> requests.Session:
     return session
 
 
-def make_transport(session: requests.Session, timeout: float) -> RequestsTransport:
+def make_transport(
+    session: requests.Session, timeout: float, ca_bundle: str = ""
+) -> RequestsTransport:
     """An azure-core transport over the shared session; the session outlives every client."""
-    # azure-core passes `verify` on every request, overriding the session's own setting.
-    verify: str | bool = session.verify if isinstance(session.verify, str) else True
+    # azure-core passes `verify` on every request, overriding the session's own setting, so the
+    # trust must be given to the transport itself.
+    verify: str | bool = ca_bundle or (session.verify if isinstance(session.verify, str) else True)
     return RequestsTransport(
         session=session,
         session_owner=False,

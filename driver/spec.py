@@ -32,6 +32,7 @@ from driver.errors import InvalidArgument
 from driver.model import (
     DEFAULT_FILE_MODE,
     DEFAULT_NMI_PORT,
+    WORKLOAD_IDENTITY_AUDIENCE,
     AuthMaterial,
     IdentityMode,
     IdentitySpec,
@@ -44,7 +45,6 @@ from driver.model import (
 
 __all__ = ["MAX_VERSION_HISTORY", "WORKLOAD_IDENTITY_AUDIENCE", "parse_volume"]
 
-WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 MAX_VERSION_HISTORY = 100
 
 # Keys are compared in ASCII lower case; these are the canonical (lower-case) spellings.

@@ -22,15 +22,15 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline import PipelineResponse
-from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ClientAssertionCredential, ClientSecretCredential
 
 from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook
 from driver.auth.retry import safe_body
 from driver.cloud import KNOWN_CLOUDS, Cloud
 from driver.errors import InvalidArgument, KvError, PermissionDenied, Unauthenticated, Unavailable
+from driver.http import make_transport
+from driver.model import WORKLOAD_IDENTITY_AUDIENCE
 
-WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 _AADSTS = re.compile(r"AADSTS(\d+)")
 _FEDERATION_HINT = (
     "check the identity's federated credential: issuer must be the cluster's service-account "
@@ -54,26 +54,6 @@ _HINTS = {
         "requiresRepublish: true"
     ),
 }
-
-
-def make_aad_transport(
-    session: requests.Session, cloud: Cloud, timeout: float
-) -> RequestsTransport:
-    """An azure-core transport over the shared session that trusts the cloud's CA bundle.
-
-    azure-core passes `verify` on every request, which overrides `session.verify`; so the trust
-    must be given to the transport itself.
-    """
-    verify: bool | str = cloud.ca_bundle or (
-        session.verify if isinstance(session.verify, str) else True
-    )
-    return RequestsTransport(
-        session=session,
-        session_owner=False,
-        connection_timeout=timeout,
-        read_timeout=timeout,
-        connection_verify=verify,
-    )
 
 
 def _is_known_cloud(cloud: Cloud) -> bool:
@@ -182,7 +162,7 @@ class ServicePrincipalCredential(_AadCredential):
                 client_id,
                 client_secret,
                 authority=cloud.authority_host,
-                transport=make_aad_transport(session, cloud, request_timeout),
+                transport=make_transport(session, request_timeout, cloud.ca_bundle),
                 # Instance discovery asks the public cloud about the authority: useless (and
                 # failing) for a private or sovereign authority the cloud config names.
                 disable_instance_discovery=not _is_known_cloud(cloud),
@@ -257,7 +237,7 @@ class WorkloadIdentityCredential(_AadCredential):
                 client_id,
                 self._assertion,
                 authority=cloud.authority_host,
-                transport=make_aad_transport(session, cloud, request_timeout),
+                transport=make_transport(session, request_timeout, cloud.ca_bundle),
                 retry_total=2,
                 **_hook_kwargs(on_token_request),
             )

@@ -64,10 +64,10 @@ class CredentialProvider:
         self._clock = clock
         self._hook = on_token_request
         self._imds_deadline = imds_deadline
-        # Idle credentials are dropped; volumes in use are touched by every rotation poll.
-        self._idle_ttl = (
-            idle_ttl if idle_ttl is not None else max(3600.0, 3 * settings.rotation_poll_interval)
-        )
+        # Opt-in: drop credentials nobody asked for in this long. Off by default, because a
+        # caller that keeps a credential (e.g. inside a cached Key Vault client) would otherwise
+        # hold an orphan that no longer receives republished service-account tokens.
+        self._idle_ttl = idle_ttl
         self._monotonic = monotonic
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -128,10 +128,6 @@ class CredentialProvider:
         for credential in dropped:
             credential.close()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
     def close(self) -> None:
         with self._lock:
             dropped = [e.credential for e in self._entries.values()]
@@ -140,9 +136,10 @@ class CredentialProvider:
             credential.close()
 
     def _take_idle(self, now: float, keep: tuple[str, tuple[str, ...]]) -> list[KvCredential]:
-        stale = [
-            k for k, e in self._entries.items() if k != keep and now - e.last_used > self._idle_ttl
-        ]
+        ttl = self._idle_ttl
+        if ttl is None:
+            return []
+        stale = [k for k, e in self._entries.items() if k != keep and now - e.last_used > ttl]
         return [self._entries.pop(k).credential for k in stale]
 
     def _build(self, spec: VolumeSpec, auth: AuthMaterial, cloud: Cloud) -> KvCredential:

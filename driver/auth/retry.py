@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-import email.utils
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from driver.retry import parse_retry_after as retry_after_seconds
+
+__all__ = ["Deadline", "Monotonic", "Sleep", "retry_after_seconds", "safe_body"]
 
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]
@@ -31,22 +34,6 @@ def safe_body(text: str) -> str:
     if len(text) > MAX_BODY_IN_MESSAGE:
         text = text[: MAX_BODY_IN_MESSAGE - 3] + "..."
     return text
-
-
-def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now_epoch)
 
 
 @dataclass

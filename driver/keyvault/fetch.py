@@ -125,6 +125,12 @@ class KeyVaultFetcher:
             return [self._get(vault, obj, v, credential, identity_key) for v in versions]
         return [self._get(vault, obj, obj.version, credential, identity_key)]
 
+    def forget(self, identity_key: str) -> None:
+        """Drop the clients (and so the credential they hold) of an identity no longer used."""
+        with self._clients_lock:
+            for key in [k for k in self._clients if k[2] == identity_key]:
+                del self._clients[key]
+
     # -- internals ------------------------------------------------------------------------------
 
     def _client(self, kind: ObjectType, vault: VaultRef, cred: TokenCredential, key: str) -> Any:

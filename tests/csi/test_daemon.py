@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import threading
 import uuid
@@ -382,7 +383,9 @@ def test_unpublish_during_a_publish_of_the_same_volume_is_aborted(
     thread.start()
     unpublish_codes: set[grpc.StatusCode] = set()
     while not published.is_set():
-        unpublish_codes.add(call(csi.node.NodeUnpublishVolume, unpublish_request(volume_id, target))[0])
+        unpublish_codes.add(
+            call(csi.node.NodeUnpublishVolume, unpublish_request(volume_id, target))[0]
+        )
         published.wait(0.02)
     thread.join()
     assert publish_codes[-1] == grpc.StatusCode.OK
@@ -420,7 +423,12 @@ def test_log_never_contains_client_secrets_or_service_account_tokens(
     del wi_attrs["usePodIdentity"]
     wi_attrs["csi.storage.k8s.io/serviceAccount.name"] = "workload-sa"
     wi_attrs["csi.storage.k8s.io/serviceAccount.tokens"] = json.dumps(
-        {"api://AzureADTokenExchange": {"token": sa_token, "expirationTimestamp": "2099-01-01T00:00:00Z"}}
+        {
+            "api://AzureADTokenExchange": {
+                "token": sa_token,
+                "expirationTimestamp": "2099-01-01T00:00:00Z",
+            }
+        }
     )
     wi_target = csi.target("wi-log")
     wi_id = new_volume_id()
@@ -458,7 +466,11 @@ def test_stale_socket_is_replaced_with_a_private_socket_and_sigterm_cleans_up(
     root = tmp_path / "lifecycle"
     stale = root / "plugins" / "csi.sock"
     stale.parent.mkdir(parents=True)
-    stale.write_text("left over by a crashed run")
+    # A crashed run leaves its socket file behind; binding over it would fail.
+    with socket.socket(socket.AF_UNIX) as leftover:
+        leftover.bind(str(stale))
+    with socket.socket(socket.AF_UNIX) as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(str(stale))  # nobody listens on it any more
 
     daemon = start_daemon("--log-format", "json", root=root)
     mode = daemon.csi_socket.lstat().st_mode
@@ -481,7 +493,17 @@ def test_json_log_format_writes_one_json_object_per_line(
     lines = [line for line in daemon.log().splitlines() if line.strip()]
     assert lines
     entries = [json.loads(line) for line in lines]
-    assert all({"level", "msg"} <= entry.keys() for entry in entries)
-    assert any("no-such-secret" in entry["msg"] for entry in entries) or any(
-        "listening" in entry["msg"] for entry in entries
-    )
+    assert all({"ts", "level", "logger", "msg"} <= entry.keys() for entry in entries)
+    # The failed publish is reported with its volume, code and the object it could not find.
+    failures = [e for e in entries if e["level"] == "warning" and "NodePublishVolume" in e["msg"]]
+    assert any("NOT_FOUND" in e["msg"] and "no-such-secret" in e["msg"] for e in failures)
+
+
+def test_too_long_socket_path_fails_start_up_with_a_clear_message(
+    start_daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    endpoint = tmp_path / ("d" * 120) / "csi.sock"
+    daemon = start_daemon("--endpoint", f"unix://{endpoint}", wait=False)
+    assert daemon.proc is not None
+    assert daemon.proc.wait(timeout=20) != 0
+    assert "unix sockets allow at most 107" in daemon.log()

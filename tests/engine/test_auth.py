@@ -18,12 +18,11 @@ from azure.keyvault.secrets import SecretClient
 
 from devstack.client import Devstack
 from driver.auth import CredentialProvider, KvCredential, NmiCredential
-from driver.auth.aad import make_aad_transport
 from driver.auth.retry import safe_body
 from driver.cloud import Cloud, load_cloud_config
 from driver.config import Settings
 from driver.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
-from driver.http import make_session
+from driver.http import make_session, make_transport
 from driver.model import (
     AuthMaterial,
     IdentityMode,
@@ -368,7 +367,7 @@ def test_key_vault_accepts_the_token(
         cloud.vault_url("testkv"),
         credential,
         verify_challenge_resource=False,
-        transport=make_aad_transport(session, cloud, 10.0),
+        transport=make_transport(session, 10.0, cloud.ca_bundle),
     )
     with client:
         assert client.get_secret("secret1").value == SECRET1
