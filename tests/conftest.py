@@ -14,7 +14,7 @@ pytest_plugins = ["tests.fixtures.devstack", "tests.fixtures.daemon"]
 
 @pytest.fixture(scope="session")
 def mount_mode() -> str:
-    """"tmpfs" when real mounts are safe here, else "dir" (plain directories)."""
+    """The mount mode tests can use: "tmpfs" when real mounts are safe here, else "dir"."""
     return "tmpfs" if private_mount_namespace() else "dir"
 
 
