@@ -38,7 +38,7 @@ proto: $(STAMP)
 	$(BIN)/python -m driver.csi.protogen
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(NS) $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

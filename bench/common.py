@@ -127,26 +127,11 @@ class Context:
         return Settings(**values)
 
 
-def in_private_mount_namespace() -> bool:
-    """Root, in a mount namespace other than init's (or, where init's cannot be read, as in
-    some sandboxes, other than our parent's: `unshare -m python -m bench`)."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        mine = os.readlink("/proc/self/ns/mnt")
-    except OSError:
-        return False
-    for other in ("/proc/1/ns/mnt", f"/proc/{os.getppid()}/ns/mnt"):
-        try:
-            return mine != os.readlink(other)
-        except OSError:
-            continue
-    return False
-
-
 def default_mount_mode() -> str:
     """tmpfs only where real mounts cannot leak to the host (root in a private namespace)."""
-    return "tmpfs" if in_private_mount_namespace() else "dir"
+    from driver.mounts import private_mount_namespace
+
+    return "tmpfs" if private_mount_namespace() else "dir"
 
 
 def release_mounts(root: Path) -> None:

@@ -91,7 +91,7 @@ def engine_level(ctx: Context) -> list[Row]:
     root = ctx.scratch("rotcore")
     core = build_core(ctx.settings(root / "state"))
     rows: list[Row] = []
-    scale = f"{volumes} volumes × {OBJECTS} shared objects, one identity"
+    scale = f"{volumes} volumes x {OBJECTS} shared objects, one identity"
     try:
         core.engine.restore()
         published = publish_volumes(ctx, core, names, volumes)
@@ -139,7 +139,7 @@ def engine_level(ctx: Context) -> list[Row]:
         requests, _, report = counted(ctx, core.rotator.cycle)
         rows.append(
             Row(
-                figure=f"Key Vault requests per rotation cycle, pinned versions ({volumes}×{OBJECTS})",
+                figure=f"Key Vault requests per rotation cycle, pinned versions ({volumes}x{OBJECTS})",
                 value=requests,
                 unit="req",
                 baseline=naive,
@@ -155,7 +155,7 @@ def engine_level(ctx: Context) -> list[Row]:
     return rows
 
 
-def daemon_rss(ctx: Context, budget: Budget) -> list[Row]:
+def daemon_rss(ctx: Context) -> list[Row]:
     stack = ctx.devstack
     count = ctx.runs(500, 20)
     root = ctx.scratch("rss")
@@ -237,6 +237,6 @@ def rotation_latency(ctx: Context, budget: Budget) -> list[Row]:
 def run(ctx: Context) -> list[Row]:
     budget = Budget(150)
     rows = engine_level(ctx)
-    rows += daemon_rss(ctx, budget)
+    rows += daemon_rss(ctx)
     rows += rotation_latency(ctx, budget)
     return rows

@@ -139,6 +139,9 @@ class DevServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each response would wait for
+    # the client's delayed ACK (~40 ms), which the real service does not do.
+    disable_nagle_algorithm = True
     server_version = "devstack"
     sys_version = ""
     timeout = 300  # idle keep-alive connections are closed after this long

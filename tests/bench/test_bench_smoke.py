@@ -10,7 +10,16 @@ from pathlib import Path
 
 def test_quick_run_prints_a_table_and_writes_json(tmp_path: Path, repo_root: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "engine_publish", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "engine_publish",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=repo_root,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import pytest
@@ -128,7 +128,9 @@ def test_unsupported_node_rpcs_are_unimplemented(
 # -- NodePublishVolume argument errors ---------------------------------------------------------
 
 
-def _without(field: str) -> Callable[[csi_pb2.NodePublishVolumeRequest], None]:
+def _without(
+    field: Literal["volume_id", "target_path", "volume_capability"],
+) -> Callable[[csi_pb2.NodePublishVolumeRequest], None]:
     def edit(request: csi_pb2.NodePublishVolumeRequest) -> None:
         request.ClearField(field)
 
@@ -381,11 +383,12 @@ def test_unpublish_during_a_publish_of_the_same_volume_is_aborted(
 
     thread = threading.Thread(target=publish)
     thread.start()
+    # Unpublish until one is refused while the publish is in flight; stop there, so no late
+    # unpublish removes the volume after the publish completes.
     unpublish_codes: set[grpc.StatusCode] = set()
-    while not published.is_set():
-        unpublish_codes.add(
-            call(csi.node.NodeUnpublishVolume, unpublish_request(volume_id, target))[0]
-        )
+    while not published.is_set() and grpc.StatusCode.ABORTED not in unpublish_codes:
+        unpublish = unpublish_request(volume_id, target)
+        unpublish_codes.add(call(csi.node.NodeUnpublishVolume, unpublish)[0])
         published.wait(0.02)
     thread.join()
     assert publish_codes[-1] == grpc.StatusCode.OK

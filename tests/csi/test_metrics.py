@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -73,10 +74,10 @@ def test_metrics_count_operations_vault_and_token_requests_and_mounted_volumes(
 
 
 def test_throttled_vault_requests_are_counted_by_status(
-    start_daemon: Callable[..., DaemonProcess], clean_faults: object
+    start_daemon: Callable[..., DaemonProcess], clean_faults: Any
 ) -> None:
     daemon = start_daemon("--request-timeout", "1s")
-    clean_faults.fault(vault="testkv", endpoint="keyvault", rate_429=1.0, retry_after=1)  # type: ignore[attr-defined]
+    clean_faults.fault(vault="testkv", endpoint="keyvault", rate_429=1.0, retry_after=1)
     with pytest.raises(grpc.RpcError) as err:
         daemon.node.NodePublishVolume(
             daemon.publish_request("csi-t1", daemon.target("t"), daemon.pod_attributes()),
