@@ -251,18 +251,7 @@ class Engine:
             return self._result(existing, target, fetched=False)
 
         fetched = self.fetcher.fetch_all(vault, spec.objects, credential, identity_key)
-        files = tuple(
-            f
-            for obj, versions in zip(spec.objects, fetched, strict=True)
-            for f in render(obj, versions)
-        )
-        created = self.mounter.prepare(target)
-        try:
-            self.writer.write(target, files)
-        except BaseException:
-            if created:
-                self.mounter.release(target)
-            raise
+        files = self._mount_and_write(target, spec.objects, fetched)
         now = self.clock()
         record = VolumeRecord(
             volume_id=request.volume_id,

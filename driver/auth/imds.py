@@ -14,8 +14,8 @@ import requests
 from azure.core.credentials import AccessTokenInfo
 
 from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook, token_info
-from driver.auth.retry import Deadline, Monotonic, Sleep, retry_after_seconds, safe_body
-from driver.auth.wire import describe_network_error, expires_on_of
+from driver.auth.retry import Deadline, Monotonic, Sleep, poll_token_endpoint
+from driver.auth.wire import expires_on_of
 from driver.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -76,41 +76,31 @@ class ImdsCredential(KvCredential):
             params["client_id"] = self._requested_client_id
         seconds = self._deadline if patience is None else min(self._deadline, patience)
         deadline = Deadline(seconds, self._monotonic, self._sleep)
-        last = "no answer"
-        while True:
-            retry_after: float | None = None
-            timeout = max(0.1, min(self._timeout, deadline.remaining()))
-            try:
-                response = self._session.get(
-                    self._endpoint,
-                    params=params,
-                    headers={"Metadata": "true"},
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                self._hook(self.kind, "error")
-                last = describe_network_error(exc)
-            else:
-                self._hook(self.kind, str(response.status_code))
-                if response.status_code == 200:
-                    return self._parse(response)
-                body = safe_body(response.text)
-                last = (
-                    f"HTTP {response.status_code}: {body}"
-                    if body
-                    else f"HTTP {response.status_code}"
-                )
-                if not _retried(response.status_code):
-                    raise self._final_error(response.status_code, response.text, last)
-                retry_after = retry_after_seconds(
-                    response.headers.get("Retry-After"), self._clock()
-                )
-            if not deadline.wait(retry_after):
-                raise Unavailable(
-                    f"{self.description}: no token after {deadline.elapsed():.0f}s "
-                    f"({deadline.attempts} attempts); last answer {last}"
-                )
+
+        def send(remaining: float) -> requests.Response:
+            return self._session.get(
+                self._endpoint,
+                params=params,
+                headers={"Metadata": "true"},
+                timeout=min(self._timeout, remaining),
+                allow_redirects=False,
+            )
+
+        answer = poll_token_endpoint(
+            send,
+            deadline,
+            retried=_retried,
+            on_status=lambda status: self._hook(self.kind, status),
+            now_epoch=self._clock,
+        )
+        if answer.response is None:
+            raise Unavailable(
+                f"{self.description}: no token after {deadline.elapsed():.0f}s "
+                f"({deadline.attempts} attempts); last answer {answer.last}"
+            )
+        if answer.response.status_code != 200:
+            raise self._final_error(answer.response.status_code, answer.response.text, answer.last)
+        return self._parse(answer.response)
 
     def _final_error(self, status: int, body: str, last: str) -> KvError:
         text = f"{self.description}: IMDS answered {last}"

@@ -14,8 +14,8 @@ import requests
 from azure.core.credentials import AccessTokenInfo
 
 from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook, token_info
-from driver.auth.retry import Deadline, Monotonic, Sleep, retry_after_seconds, safe_body
-from driver.auth.wire import describe_network_error, expires_on_of
+from driver.auth.retry import Deadline, Monotonic, Sleep, poll_token_endpoint
+from driver.auth.wire import expires_on_of
 from driver.errors import InvalidArgument, KvError, PermissionDenied, Unavailable
 
 RETRIED_STATUSES = frozenset({404, 429, 503})
@@ -62,44 +62,34 @@ class NmiCredential(KvCredential):
         headers = {k: v for k, v in (("podns", self._namespace), ("podname", self._pod)) if v}
         seconds = self._deadline if patience is None else min(self._deadline, patience)
         deadline = Deadline(seconds, self._monotonic, self._sleep)
-        last = "no answer"
-        while True:
-            remaining = max(0.1, deadline.remaining())
-            retry_after: float | None = None
-            try:
-                # NMI may hold the request while it waits for MIC: read for as long as we may wait.
-                response = self._session.get(
-                    self._url,
-                    params={"resource": resource},
-                    headers=headers,
-                    timeout=(min(self._timeout, remaining), remaining),
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                self._hook(self.kind, "error")
-                last = describe_network_error(exc)
-            else:
-                self._hook(self.kind, str(response.status_code))
-                if response.status_code == 200:
-                    return self._parse(response)
-                body = safe_body(response.text)
-                last = (
-                    f"HTTP {response.status_code}: {body}"
-                    if body
-                    else f"HTTP {response.status_code}"
-                )
-                if response.status_code not in RETRIED_STATUSES:
-                    raise self._final_error(response.status_code, last)
-                retry_after = retry_after_seconds(
-                    response.headers.get("Retry-After"), self._clock()
-                )
-            if not deadline.wait(retry_after):
-                raise Unavailable(
-                    f"{self.description}: no token after {deadline.elapsed():.0f}s "
-                    f"({deadline.attempts} attempts); last answer {last}. Check that NMI runs on "
-                    "this node and that MIC has assigned an identity to the pod "
-                    "(AzureIdentityBinding selector matches the pod's aadpodidbinding label)"
-                )
+
+        def send(remaining: float) -> requests.Response:
+            # NMI may hold the request while it waits for MIC: read for as long as we may wait.
+            return self._session.get(
+                self._url,
+                params={"resource": resource},
+                headers=headers,
+                timeout=(min(self._timeout, remaining), remaining),
+                allow_redirects=False,
+            )
+
+        answer = poll_token_endpoint(
+            send,
+            deadline,
+            retried=RETRIED_STATUSES.__contains__,
+            on_status=lambda status: self._hook(self.kind, status),
+            now_epoch=self._clock,
+        )
+        if answer.response is None:
+            raise Unavailable(
+                f"{self.description}: no token after {deadline.elapsed():.0f}s "
+                f"({deadline.attempts} attempts); last answer {answer.last}. Check that NMI runs "
+                "on this node and that MIC has assigned an identity to the pod "
+                "(AzureIdentityBinding selector matches the pod's aadpodidbinding label)"
+            )
+        if answer.response.status_code != 200:
+            raise self._final_error(answer.response.status_code, answer.last)
+        return self._parse(answer.response)
 
     def _final_error(self, status: int, last: str) -> KvError:
         text = f"{self.description}: NMI answered {last}"

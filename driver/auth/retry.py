@@ -8,9 +8,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import requests
+
+from driver.auth.wire import describe_network_error
 from driver.retry import parse_retry_after as retry_after_seconds
 
-__all__ = ["Deadline", "Monotonic", "Sleep", "retry_after_seconds", "safe_body"]
+__all__ = [
+    "Answer",
+    "Deadline",
+    "Monotonic",
+    "Sleep",
+    "poll_token_endpoint",
+    "retry_after_seconds",
+    "safe_body",
+]
 
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]
@@ -73,3 +84,43 @@ class Deadline:
         # The last attempt happens at the deadline rather than one step before it.
         self.sleep(min(delay, remaining))
         return True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One exchange with a token endpoint: the response, or a description of no answer."""
+
+    response: requests.Response | None
+    last: str  # "HTTP 404: <scrubbed body>" or a network error, for messages
+
+
+def poll_token_endpoint(
+    send: Callable[[float], requests.Response],
+    deadline: Deadline,
+    *,
+    retried: Callable[[int], bool],
+    on_status: Callable[[str], None],
+    now_epoch: Callable[[], float],
+) -> Answer:
+    """Ask until a 200 or a final status comes back, or the deadline passes.
+
+    `send(remaining_seconds)` makes one request. Network errors and `retried` statuses are asked
+    again with backoff (honouring Retry-After); the returned Answer carries the 200 or final
+    response, or `response=None` when the deadline passed, with the last answer described."""
+    last = "no answer"
+    while True:
+        retry_after: float | None = None
+        try:
+            response = send(max(0.1, deadline.remaining()))
+        except requests.RequestException as exc:
+            on_status("error")
+            last = describe_network_error(exc)
+        else:
+            on_status(str(response.status_code))
+            body = safe_body(response.text) if response.status_code != 200 else ""
+            last = f"HTTP {response.status_code}" + (f": {body}" if body else "")
+            if response.status_code == 200 or not retried(response.status_code):
+                return Answer(response, last)
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"), now_epoch())
+        if not deadline.wait(retry_after):
+            return Answer(None, last)
