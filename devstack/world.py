@@ -199,6 +199,13 @@ class World:
         with self._lock:
             return [f for i in self.identities.values() for f in i.federations]
 
+    def _history(self, collection: dict[str, History[V]], kind: str, name: str) -> History[V]:
+        with self._lock:
+            history = collection.get(name.lower())
+        if history is None:
+            raise NotFound(kind, name)
+        return history
+
     def vault(self, name: str) -> Vault:
         with self._lock:
             found = self.vaults.get(name.lower())
@@ -273,21 +280,15 @@ class World:
     def secret(
         self, vault: str, name: str, version: str | None = None
     ) -> tuple[str, SecretVersion]:
-        with self._lock:
-            history = self.vault(vault).secrets.get(name.lower())
-            if history is None:
-                raise NotFound("secret", name)
-            try:
+        history = self.secret_history(vault, name)
+        try:
+            with self._lock:
                 return history.name, history.get(version)
-            except LookupError:
-                raise NotFound("secret", f"{name}/{version}") from None
+        except LookupError:
+            raise NotFound("secret", f"{name}/{version}") from None
 
     def secret_history(self, vault: str, name: str) -> History[SecretVersion]:
-        with self._lock:
-            history = self.vault(vault).secrets.get(name.lower())
-        if history is None:
-            raise NotFound("secret", name)
-        return history
+        return self._history(self.vault(vault).secrets, "secret", name)
 
     def update_secret(
         self,
@@ -356,21 +357,15 @@ class World:
             return _append(self.vault(vault).keys, name, entry)
 
     def key(self, vault: str, name: str, version: str | None = None) -> tuple[str, KeyVersion]:
-        with self._lock:
-            history = self.vault(vault).keys.get(name.lower())
-            if history is None:
-                raise NotFound("key", name)
-            try:
+        history = self.key_history(vault, name)
+        try:
+            with self._lock:
                 return history.name, history.get(version)
-            except LookupError:
-                raise NotFound("key", f"{name}/{version}") from None
+        except LookupError:
+            raise NotFound("key", f"{name}/{version}") from None
 
     def key_history(self, vault: str, name: str) -> History[KeyVersion]:
-        with self._lock:
-            history = self.vault(vault).keys.get(name.lower())
-        if history is None:
-            raise NotFound("key", name)
-        return history
+        return self._history(self.vault(vault).keys, "key", name)
 
     # --- certificates ----------------------------------------------------------------------
 
@@ -436,18 +431,12 @@ class World:
     def certificate(
         self, vault: str, name: str, version: str | None = None
     ) -> tuple[str, CertVersion]:
-        with self._lock:
-            history = self.vault(vault).certificates.get(name.lower())
-            if history is None:
-                raise NotFound("certificate", name)
-            try:
+        history = self.certificate_history(vault, name)
+        try:
+            with self._lock:
                 return history.name, history.get(version)
-            except LookupError:
-                raise NotFound("certificate", f"{name}/{version}") from None
+        except LookupError:
+            raise NotFound("certificate", f"{name}/{version}") from None
 
     def certificate_history(self, vault: str, name: str) -> History[CertVersion]:
-        with self._lock:
-            history = self.vault(vault).certificates.get(name.lower())
-        if history is None:
-            raise NotFound("certificate", name)
-        return history
+        return self._history(self.vault(vault).certificates, "certificate", name)
