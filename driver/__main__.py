@@ -1,7 +1,7 @@
 """Composition root: parse settings once, build the parts, run.
 
-    kv-csi-driver [daemon flags]                 the node plugin (CSI + FlexVolume bridge)
-    kv-csi-driver mount-once --target DIR ...    one publish through the engine, for operators
+kv-csi-driver [daemon flags]                 the node plugin (CSI + FlexVolume bridge)
+kv-csi-driver mount-once --target DIR ...    one publish through the engine, for operators
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from driver.csi.proto import pluginregistration_pb2_grpc as reg_grpc
 from driver.csi.registration import RegistrationService
 from driver.errors import InvalidArgument
 from driver.flexbridge import FlexBridge
+from driver.statewatch import StateWatcher
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class Daemon:
         self._reg_socket: Path | None = None
         self._bridge: FlexBridge | None = None
         self._http: ThreadingHTTPServer | None = None
+        self._watcher = StateWatcher(core.engine)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Daemon:
             self._http = self._start_http(self.settings.metrics_addr)
         if self.settings.registration_dir:
             self._start_registration(self.settings.registration_dir)
+        self._watcher.start()
         self.core.rotator.start()
 
     def _start_registration(self, directory: Path) -> None:
@@ -137,6 +140,7 @@ class Daemon:
 
     def stop(self) -> None:
         self.core.rotator.stop()
+        self._watcher.stop()
         if self._registration is not None:
             self._registration.stop(grace=1)
         if self._reg_socket is not None:

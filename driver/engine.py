@@ -182,9 +182,17 @@ class Engine:
     def touch(self, record: VolumeRecord, now: float) -> None:
         record.last_check = now  # memory only: a restart just checks once more
 
-    def forget(self, record: VolumeRecord) -> None:
+    def forget(self, record: VolumeRecord, reason: str = "its target no longer exists") -> None:
+        """Stop managing a volume (its files, if any, stay where they are)."""
         self._drop(record)
-        log.info("forgot volume %s: %s no longer exists", record.volume_id, record.target_path)
+        log.info("forgot volume %s at %s: %s", record.volume_id, record.target_path, reason)
+
+    def reload(self, record: VolumeRecord) -> None:
+        """Adopt a record edited on disk by an operator (e.g. a pinned version changed)."""
+        current = self.store.get(record.volume_id)
+        if current is None or current.to_json() != record.to_json():
+            self.store.adopt(record)
+            log.info("reloaded volume %s from its edited record", record.volume_id)
 
     def restore(self) -> list[str]:
         """Reload state after a (re)start; rebuild lost volumes. Returns the problems seen."""

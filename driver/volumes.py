@@ -118,7 +118,7 @@ class VolumeStore:
         loaded: dict[str, VolumeRecord] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:
-                record = VolumeRecord.from_json(json.loads(path.read_bytes()))
+                record = self.read(path)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
                 log.warning("skipping unreadable volume record %s: %s", path.name, exc)
@@ -128,13 +128,22 @@ class VolumeStore:
             self._records = loaded
         return problems
 
-    def _path(self, volume_id: str) -> Path:
+    def read(self, path: Path) -> VolumeRecord:
+        """One record from disk (raises OSError/ValueError/KeyError/TypeError when unreadable)."""
+        return VolumeRecord.from_json(json.loads(path.read_bytes()))
+
+    def adopt(self, record: VolumeRecord) -> None:
+        """Take a record that is already on disk into memory."""
+        with self._lock:
+            self._records[record.volume_id] = record
+
+    def path_of(self, volume_id: str) -> Path:
         return self.dir / f"{_safe(volume_id)}.json"
 
     def save(self, record: VolumeRecord) -> None:
         data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
         with self._lock:
-            write_atomically(self._path(record.volume_id), data)
+            write_atomically(self.path_of(record.volume_id), data)
             self._records[record.volume_id] = record
 
     def get(self, volume_id: str) -> VolumeRecord | None:
@@ -148,7 +157,7 @@ class VolumeStore:
     def delete(self, volume_id: str) -> None:
         with self._lock:
             self._records.pop(volume_id, None)
-            self._path(volume_id).unlink(missing_ok=True)
+            self.path_of(volume_id).unlink(missing_ok=True)
 
     def all(self) -> list[VolumeRecord]:
         with self._lock:

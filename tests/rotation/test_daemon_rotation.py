@@ -102,3 +102,20 @@ def test_volume_of_a_deleted_pod_is_cleaned_up(start_daemon: Any, mount_mode: st
     assert wait_for(
         lambda: "gone" not in {p.stem for p in (restarted.state_dir / "volumes").glob("*.json")}
     )
+
+
+def test_deleting_a_state_record_stops_managing_the_volume(
+    start_daemon: Any, devstack: Any
+) -> None:
+    daemon = start_daemon("--rotation-poll-interval", POLL)
+    name = f"watch-{uuid.uuid4().hex[:8]}"
+    devstack.set_secret("testkv", name, "kept")
+    target = daemon.target("watched-pod")
+    attrs = daemon.pod_attributes(keyvaultobjectnames=name, keyvaultobjecttypes="secret")
+    daemon.node.NodePublishVolume(daemon.publish_request("watched", target, attrs))
+    (daemon.state_dir / "volumes" / "watched.json").unlink()  # an operator's decision
+    assert wait_for(lambda: "forgot volume watched" in daemon.log())
+    devstack.set_secret("testkv", name, "not-applied")
+    time.sleep(2.5)  # two poll intervals: a managed volume would have rotated by now
+    assert content(target / name) == b"kept"
+    assert 'kv_driver_volumes_mounted{source="csi"} 0.0' in daemon.metrics()
