@@ -91,7 +91,7 @@ class Engine:
         self.clock = clock
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
-        # Secret inputs needed to rotate without the caller: memory only.
+        # Secret inputs needed to rotate without the caller: memory (and the tmpfs-only AuthStore).
         self._auth: dict[str, AuthMaterial] = {}
 
     # -- front-door use-cases -------------------------------------------------------------------
