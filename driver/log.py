@@ -31,6 +31,7 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The SDKs log request URLs and headers at INFO; keep them quiet unless debugging.
+    # The SDKs log every request's URL and headers at INFO (multi-line, unstructured); our own
+    # log lines already name each request that matters, so theirs stay at WARNING.
     for noisy in ("azure", "urllib3", "msal"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.INFO)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
