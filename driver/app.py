@@ -6,6 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import requests
+
 from driver.auth.provider import CredentialProvider
 from driver.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
 from driver.config import Settings
@@ -25,11 +27,16 @@ class Core:
     metrics: Metrics
     engine: Engine
     rotator: Rotator
-    executor: ThreadPoolExecutor
+    credentials: CredentialProvider
+    session: requests.Session
+    executors: tuple[ThreadPoolExecutor, ...]
 
     def close(self) -> None:
         self.rotator.stop()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self.executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self.credentials.close()
+        self.session.close()
 
 
 def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
@@ -63,9 +70,6 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         clock=time.time,
     )
     # Rotation checks run on their own pool so a long cycle never starves publishes.
-    rotator = Rotator(
-        engine,
-        ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-rotate"),
-        settings.rotation_poll_interval,
-    )
-    return Core(settings, metrics, engine, rotator, executor)
+    rotation_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-rotate")
+    rotator = Rotator(engine, rotation_pool, settings.rotation_poll_interval)
+    return Core(settings, metrics, engine, rotator, credentials, session, (executor, rotation_pool))

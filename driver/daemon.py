@@ -68,13 +68,11 @@ def serve_unix(server: grpc.Server, path: Path, mode: int = 0o660) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    old = os.umask(0o777 & ~mode)
-    try:
-        server.add_insecure_port(f"unix://{path}")
-        server.start()
-    finally:
-        os.umask(old)
+    # grpc creates the socket when binding: tighten it before serving. (Changing the umask
+    # instead would race other threads creating files, e.g. a publish in progress.)
+    server.add_insecure_port(f"unix://{path}")
     path.chmod(mode)
+    server.start()
 
 
 class Daemon:
@@ -151,6 +149,7 @@ class Daemon:
         self.socket.unlink(missing_ok=True)
         if self._http is not None:
             self._http.shutdown()
+            self._http.server_close()
         self.core.close()
 
     # -- metrics and health ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from azure.core.credentials import TokenCredential
 
 from driver.cloud import Cloud, Clouds
 from driver.engine_api import PublishRequest
-from driver.errors import Aborted, FailedPrecondition, KvError
+from driver.errors import Aborted, FailedPrecondition, Internal, KvError
 from driver.files import DATA_LINK, AtomicWriter, current_payload
 from driver.keyvault.fetch import KeyVaultFetcher, VaultRef
 from driver.keyvault.objects import Fetched, RenderedFile
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 
 NEEDS_AUTH = frozenset({IdentityMode.SERVICE_PRINCIPAL, IdentityMode.WORKLOAD_IDENTITY})
+SHARED_PRINCIPAL = frozenset({IdentityMode.POD_IDENTITY, IdentityMode.WORKLOAD_IDENTITY})
 
 
 class CredentialSource(Protocol):
@@ -108,6 +109,8 @@ class Engine:
             if record is not None:
                 self._drop(record)
                 log.info("unpublished volume %s at %s", record.volume_id, target_path)
+            self._auth.pop(volume_id, None)
+            self.auth_store.delete(volume_id)
 
     def ready(self) -> bool:
         return self.store.dir.is_dir()
@@ -138,6 +141,11 @@ class Engine:
                 " in memory (daemon restarted); waiting for kubelet to republish"
             )
         credential = self.credentials.credential_for(spec, auth, cloud)
+        if spec.identity.mode in SHARED_PRINCIPAL:
+            # Checks are shared by every volume of one Azure identity; each volume still proves
+            # with its own (cached) token that the identity is still its own, so a pod whose
+            # binding or federation was removed stops receiving new versions.
+            credential.get_token(cloud.scope)
         vault = VaultRef(spec.vault_name, cloud.vault_url(spec.vault_name))
         return vault, credential, principal_of(record, credential)
 
@@ -148,8 +156,12 @@ class Engine:
     def apply_rotation(self, record: VolumeRecord, changed: dict[str, list[Fetched]]) -> bool:
         """Swap in new versions of `changed` objects, keeping every other file as it is."""
         with self.exclusive(record.volume_id):
+            self._still_current(record)
             target = Path(record.target_path)
-            files, versions = carry_over(record, changed, target)
+            try:
+                files, versions = carry_over(record, changed, target)
+            except OSError as exc:
+                raise Internal(f"reading the current files under {target}: {exc}") from None
             swapped = self.writer.write(target, files)
             for path in changed:
                 log.info(
@@ -169,15 +181,21 @@ class Engine:
     def recover(self, record: VolumeRecord) -> None:
         """Re-mount and rewrite a recorded volume from Key Vault (its files were lost)."""
         with self.exclusive(record.volume_id):
+            self._still_current(record)
             vault, credential, _ = self.access(record)
             fetched = self.fetcher.fetch_all(
                 vault, record.spec.objects, credential, record.identity_key
             )
-            self._mount_and_write(Path(record.target_path), record.spec.objects, fetched)
             record.versions = versions_of(record.spec.objects, fetched)
             record.last_check = self.clock()
-            self.store.save(record)
+            self._mount_write_save(Path(record.target_path), record, fetched)
             log.info("recovered volume %s at %s", record.volume_id, record.target_path)
+
+    def _still_current(self, record: VolumeRecord) -> None:
+        """Rotation works on the records it read at the start of a cycle; refuse to act on one
+        that a publish or unpublish has replaced or removed since."""
+        if self.store.get(record.volume_id) is not record:
+            raise Aborted(f"volume {record.volume_id} changed during the rotation check")
 
     def touch(self, record: VolumeRecord, now: float) -> None:
         record.last_check = now  # memory only: a restart just checks once more
@@ -186,13 +204,6 @@ class Engine:
         """Stop managing a volume (its files, if any, stay where they are)."""
         self._drop(record)
         log.info("forgot volume %s at %s: %s", record.volume_id, record.target_path, reason)
-
-    def reload(self, record: VolumeRecord) -> None:
-        """Adopt a record edited on disk by an operator (e.g. a pinned version changed)."""
-        current = self.store.get(record.volume_id)
-        if current is None or current.to_json() != record.to_json():
-            self.store.adopt(record)
-            log.info("reloaded volume %s from its edited record", record.volume_id)
 
     def restore(self) -> list[str]:
         """Reload state after a (re)start; rebuild lost volumes. Returns the problems seen."""
@@ -216,7 +227,7 @@ class Engine:
         self.store.delete(record.volume_id)
         auth = self._auth.pop(record.volume_id, AuthMaterial())
         self.auth_store.delete(record.volume_id)
-        if not any(r.identity_key == record.identity_key for r in self.store.all()):
+        if not self._identity_in_use(record.identity_key):
             # The last volume of this identity: free its credential and Key Vault clients.
             self.credentials.forget(record.spec, auth)
             self.fetcher.forget(record.identity_key)
@@ -242,36 +253,40 @@ class Engine:
         target = request.target_path
         credential = self.credentials.credential_for(spec, parsed.auth, cloud)
         identity_key = self.credentials.identity_key(spec, parsed.auth)
-        if parsed.auth and self._auth.get(request.volume_id) != parsed.auth:
-            self._auth[request.volume_id] = parsed.auth
-            self.auth_store.save(request.volume_id, parsed.auth)
 
         existing = self.store.get(request.volume_id)
         if (
             existing is not None
             and existing.spec == spec
             and existing.target_path == str(target)
-            and self.mounter.is_mounted(target)
-            and (target / "..data").is_dir()
+            and self.intact(existing)
             and self.clock() - existing.last_check < self.poll_interval
         ):
             # kubelet republishes (requiresRepublish) to hand over fresh tokens: nothing to fetch.
+            self._remember_auth(request.volume_id, parsed.auth)
             return self._result(existing, target, fetched=False)
 
-        fetched = self.fetcher.fetch_all(vault, spec.objects, credential, identity_key)
-        files = self._mount_and_write(target, spec.objects, fetched)
-        now = self.clock()
-        record = VolumeRecord(
-            volume_id=request.volume_id,
-            target_path=str(target),
-            source=request.source,
-            spec=spec,
-            identity_key=identity_key,
-            versions=versions_of(spec.objects, fetched),
-            published_at=existing.published_at if existing else now,
-            last_check=now,
-        )
-        self.store.save(record)
+        try:
+            fetched = self.fetcher.fetch_all(vault, spec.objects, credential, identity_key)
+            now = self.clock()
+            record = VolumeRecord(
+                volume_id=request.volume_id,
+                target_path=str(target),
+                source=request.source,
+                spec=spec,
+                identity_key=identity_key,
+                versions=versions_of(spec.objects, fetched),
+                published_at=existing.published_at if existing else now,
+                last_check=now,
+            )
+            files = self._mount_write_save(target, record, fetched)
+        except BaseException:
+            if existing is None and not self._identity_in_use(identity_key):
+                # Nothing of this identity is mounted: keep no credential or client for it.
+                self.credentials.forget(spec, parsed.auth)
+                self.fetcher.forget(identity_key)
+            raise
+        self._remember_auth(request.volume_id, parsed.auth)
         self._update_gauge()
         log.info(
             "published volume %s at %s: %d objects from vault %s",
@@ -282,13 +297,24 @@ class Engine:
         )
         return self._result(record, target, fetched=True, files=files)
 
-    def _mount_and_write(
-        self, target: Path, objects: Sequence[ObjectSpec], fetched: Sequence[Sequence[Fetched]]
+    def _remember_auth(self, volume_id: str, auth: AuthMaterial) -> None:
+        """Keep what rotation needs to authenticate later (memory; tmpfs-only file)."""
+        if auth and self._auth.get(volume_id) != auth:
+            self._auth[volume_id] = auth
+            self.auth_store.save(volume_id, auth)
+
+    def _identity_in_use(self, identity_key: str) -> bool:
+        return any(r.identity_key == identity_key for r in self.store.all())
+
+    def _mount_write_save(
+        self, target: Path, record: VolumeRecord, fetched: Sequence[Sequence[Fetched]]
     ) -> tuple[RenderedFile, ...]:
-        files = self.render_all(objects, fetched)  # a rendering error must precede the mount
+        """Render, then mount, write and record; a failure undoes a mount this call made."""
+        files = self.render_all(record.spec.objects, fetched)  # render errors precede the mount
         created = self.mounter.prepare(target)
         try:
             self.writer.write(target, files)
+            self.store.save(record)
         except BaseException:
             if created:
                 self.mounter.release(target)

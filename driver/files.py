@@ -53,27 +53,31 @@ class AtomicWriter:
 
     def write(self, target: Path, files: Sequence[RenderedFile]) -> bool:
         """Make `files` the volume's contents. Returns False when they already were (no swap)."""
-        wanted = {f.path: (f.mode, f.data) for f in files}
-        if wanted and current_payload(target) == wanted:
-            return False
-        payload = target / _payload_name()
-        payload.mkdir(mode=0o755)
         try:
-            for f in files:
-                self._write_file(payload / f.path, f.mode, f.data)
-            if self.durable:
-                _fsync_dir(payload)
-            tmp = target / TMP_LINK
-            tmp.unlink(missing_ok=True)
-            os.symlink(payload.name, tmp)
-            os.replace(tmp, target / DATA_LINK)
-            if self.durable:
-                _fsync_dir(target)
+            wanted = {f.path: (f.mode, f.data) for f in files}
+            if wanted and current_payload(target) == wanted:
+                return False
+            payload = target / _payload_name()
+            payload.mkdir(mode=0o755)
+            try:
+                for f in files:
+                    self._write_file(payload / f.path, f.mode, f.data)
+                if self.durable:
+                    _fsync_dir(payload)
+                tmp = target / TMP_LINK
+                tmp.unlink(missing_ok=True)
+                os.symlink(payload.name, tmp)
+                os.replace(tmp, target / DATA_LINK)
+                if self.durable:
+                    _fsync_dir(target)
+            except OSError:
+                shutil.rmtree(payload, ignore_errors=True)
+                raise
+            self._relink_top_level(target, {p.split("/", 1)[0] for p in wanted})
+            self.sweep(target, keep=payload.name)
         except OSError as exc:
-            shutil.rmtree(payload, ignore_errors=True)
+            # The old payload (if any) is still what `..data` points at: nothing half-visible.
             raise Internal(f"writing files under {target}: {exc.strerror or exc}") from None
-        self._relink_top_level(target, {p.split("/", 1)[0] for p in wanted})
-        self.sweep(target, keep=payload.name)
         return True
 
     @staticmethod

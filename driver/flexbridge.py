@@ -49,7 +49,6 @@ import re
 import socketserver
 import stat
 import threading
-import traceback
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -58,6 +57,7 @@ from typing import Any, ClassVar
 
 from driver.engine_api import Engine, PublishRequest
 from driver.errors import InvalidArgument, KvError, flex_failure
+from driver.log import log_unexpected
 
 MAX_BODY = 1024 * 1024
 POD_UID_KEY = "kubernetes.io/pod.uid"
@@ -204,11 +204,7 @@ class FlexBridge:
             self.log.warning("flexvolume %s %s failed: %s", call, target, reply["message"])
             return reply
         except Exception as err:
-            # The stack without the exception text: the text could quote an option value.
-            stack = "".join(traceback.format_tb(err.__traceback__))
-            self.log.error(
-                "flexvolume %s %s: unexpected %s\n%s", call, target, type(err).__name__, stack
-            )
+            log_unexpected(self.log, f"flexvolume {call} {target}", err)
             return flex_failure(err)
         self.log.info("flexvolume %s %s succeeded", call, target)
         return {"status": "Success"}

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,3 +36,10 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     # log lines already name each request that matters, so theirs stay at WARNING.
     for noisy in ("azure", "urllib3", "msal"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_unexpected(logger: logging.Logger, what: str, error: BaseException) -> None:
+    """Log a bug: the exception type and stack, not its text, which could quote a request's
+    values (options, secrets)."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    logger.error("%s: unexpected %s\n%s", what, type(error).__name__, stack)

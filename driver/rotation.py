@@ -93,6 +93,7 @@ class Rotator:
         engine = self.engine
         groups: dict[CheckKey, list[tuple[VolumeRecord, ObjectSpec]]] = defaultdict(list)
         access: dict[CheckKey, tuple[VaultRef, ObjectSpec, TokenCredential, str]] = {}
+        checked: list[VolumeRecord] = []  # every intact volume, pinned-only ones included
         for record in engine.store.all():
             target = Path(record.target_path)
             if not target.exists():
@@ -113,6 +114,7 @@ class Rotator:
             except KvError as exc:
                 self._fail(report, record, "credentials", exc)
                 continue
+            checked.append(record)
             for obj in record.spec.objects:
                 if obj.pinned:
                     continue  # pinned versions never change: never polled
@@ -156,8 +158,8 @@ class Rotator:
             except KvError as exc:
                 self._fail(report, record, "swap", exc)
         now = self.clock()
-        for volume_id, record in records.items():
-            if volume_id not in report.failures:
+        for record in checked:
+            if record.volume_id not in report.failures:
                 engine.touch(record, now)
         return report
 

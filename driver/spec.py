@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import posixpath
 import re
@@ -184,7 +185,7 @@ def parse_volume(
 class _Keys:
     """A string map with ASCII-case-folded keys, remembering how each key was spelled."""
 
-    values: dict[str, str]
+    values: dict[str, str] = dataclasses.field(repr=False)  # may hold secrets and tokens
     names: dict[str, str]
 
     @classmethod

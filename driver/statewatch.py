@@ -1,19 +1,21 @@
-"""Picks up an operator's changes to the state store while the daemon runs.
+"""Picks up an operator's deletion of a state record while the daemon runs.
 
-Deleting `<state-dir>/volumes/<id>.json` stops the daemon managing that volume (no more rotation;
-its files stay until kubelet unpublishes it); editing a record (say, pinning a version) is
-reloaded. The daemon's own writes produce the same events and are recognised as no change.
+Deleting `<state-dir>/volumes/<id>.json` stops the daemon managing that volume: no more rotation;
+its files stay until kubelet unpublishes it. The daemon's own deletions produce the same events and
+find nothing left to forget.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from driver.engine import Engine
+from driver.errors import Aborted
 
 log = logging.getLogger(__name__)
 
@@ -24,39 +26,23 @@ class _Handler(FileSystemEventHandler):
 
     def on_deleted(self, event: FileSystemEvent) -> None:
         path = Path(str(event.src_path))
-        if path.suffix != ".json" or path.name.startswith("."):
-            return
+        if path.suffix != ".json" or path.exists():
+            return  # not a record, or already written again (a republish raced the event)
         for record in self.engine.store.all():
-            if self.engine.store.path_of(record.volume_id) == path:
-                self.engine.forget(record, "its state record was deleted")
-
-    def on_modified(self, event: FileSystemEvent) -> None:
-        self._reload(Path(str(event.src_path)))
-
-    def on_created(self, event: FileSystemEvent) -> None:
-        self._reload(Path(str(event.src_path)))
-
-    def on_moved(self, event: FileSystemEvent) -> None:
-        self._reload(Path(str(event.dest_path)))
-
-    def _reload(self, path: Path) -> None:
-        if event_is_record(path):
+            if self.engine.store.path_of(record.volume_id) != path:
+                continue
             try:
-                record = self.engine.store.read(path)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable edited record %s: %s", path.name, exc)
-                return
-            self.engine.reload(record)
-
-
-def event_is_record(path: Path) -> bool:
-    return path.suffix == ".json" and not path.name.startswith(".") and path.exists()
+                with self.engine.exclusive(record.volume_id):
+                    if not path.exists() and self.engine.store.get(record.volume_id) is record:
+                        self.engine.forget(record, "its state record was deleted")
+            except Aborted:
+                log.info("record of volume %s deleted during an operation: kept", record.volume_id)
 
 
 class StateWatcher:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._observer: Any = None
 
     def start(self) -> None:
         observer = Observer()

@@ -132,11 +132,6 @@ class VolumeStore:
         """One record from disk (raises OSError/ValueError/KeyError/TypeError when unreadable)."""
         return VolumeRecord.from_json(json.loads(path.read_bytes()))
 
-    def adopt(self, record: VolumeRecord) -> None:
-        """Take a record that is already on disk into memory."""
-        with self._lock:
-            self._records[record.volume_id] = record
-
     def path_of(self, volume_id: str) -> Path:
         return self.dir / f"{_safe(volume_id)}.json"
 

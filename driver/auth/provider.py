@@ -128,6 +128,11 @@ class CredentialProvider:
         for credential in dropped:
             credential.close()
 
+    def __len__(self) -> int:
+        """How many identities have a credential here (one per identity in use)."""
+        with self._lock:
+            return len(self._entries)
+
     def close(self) -> None:
         with self._lock:
             dropped = [e.credential for e in self._entries.values()]

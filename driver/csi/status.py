@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from driver.errors import InvalidArgument, KvError
+from driver.log import log_unexpected
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +26,7 @@ def abort(context: grpc.ServicerContext, error: BaseException, what: str = "CSI 
     if isinstance(error, KvError):
         log.warning("%s failed: %s: %s", what, error.code, error)
         context.abort(grpc_code(error), str(error))
-    log.exception("%s: unexpected error", what)
+    log_unexpected(log, what, error)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
     raise AssertionError("unreachable")  # context.abort always raises
 

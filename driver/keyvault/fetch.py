@@ -34,7 +34,7 @@ from driver.errors import (
 from driver.keyvault.objects import CertValue, Fetched, KeyValue, SecretValue
 from driver.metrics import Metrics
 from driver.model import ObjectSpec, ObjectType
-from driver.retry import Backoff, parse_retry_after
+from driver.retry import Deadline, parse_retry_after
 
 T = TypeVar("T")
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
@@ -72,7 +72,6 @@ class KeyVaultFetcher:
         *,
         attempts: int = 5,
         deadline: float = 30.0,
-        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -81,7 +80,6 @@ class KeyVaultFetcher:
         self._metrics = metrics
         self._attempts = attempts
         self._deadline = deadline
-        self._backoff = backoff or Backoff()
         self._clock = clock
         self._sleep = sleep
         self.gate = VaultGate(clock)
@@ -169,13 +167,19 @@ class KeyVaultFetcher:
                 version,
                 "secret.get",
                 lambda: client.get_secret(obj.name, version or None),
+                cred,
             )
             return SecretValue(
                 s.properties.version or "", s.value or "", s.properties.content_type or ""
             )
         if obj.type is ObjectType.KEY:
             k = self._call(
-                vault, obj, version, "key.get", lambda: client.get_key(obj.name, version or None)
+                vault,
+                obj,
+                version,
+                "key.get",
+                lambda: client.get_key(obj.name, version or None),
+                cred,
             )
             jwk = k.key
             return KeyValue(
@@ -193,7 +197,7 @@ class KeyVaultFetcher:
                 return client.get_certificate_version(obj.name, version)
             return client.get_certificate(obj.name)
 
-        c = self._call(vault, obj, version, "certificate.get", get_cert)
+        c = self._call(vault, obj, version, "certificate.get", get_cert, cred)
         return CertValue(c.properties.version or "", bytes(c.cer or b""))
 
     def _history_versions(
@@ -211,6 +215,7 @@ class KeyVaultFetcher:
             "",
             f"{obj.type.value}.versions",
             lambda: list(getattr(client, lister)(obj.name)),
+            cred,
         )
         # Newest first; creation times have one-second resolution, so ties keep listing order.
         listed = [p for p in props if p.enabled is not False and p.version]
@@ -233,15 +238,20 @@ class KeyVaultFetcher:
         return [p.version for p in enabled[: obj.version_history]]
 
     def _call(
-        self, vault: VaultRef, obj: ObjectSpec, version: str, operation: str, fn: Callable[[], T]
+        self,
+        vault: VaultRef,
+        obj: ObjectSpec,
+        version: str,
+        operation: str,
+        fn: Callable[[], T],
+        credential: TokenCredential | None = None,
     ) -> T:
-        start = self._clock()
-        attempt = 0
+        deadline = Deadline(self._deadline, self._clock, self._sleep)
+        reauthenticated = False
         while True:
-            attempt += 1
             wait = self.gate.wait_time(vault.name)
             if wait > 0:
-                if self._clock() + wait - start > self._deadline:
+                if wait > deadline.remaining():
                     raise ResourceExhausted(
                         self._describe(vault, obj, version)
                         + f": vault {vault.name} is throttling requests (retry in {wait:.0f}s)"
@@ -262,25 +272,29 @@ class KeyVaultFetcher:
                 retry_after = parse_retry_after(headers.get("Retry-After"))
                 if code == 429 and retry_after:
                     self.gate.close_for(vault.name, retry_after)
-                if code not in RETRYABLE or not self._may_retry(attempt, start, retry_after):
+                invalidate = getattr(credential, "invalidate", None)
+                if code == 401 and not reauthenticated and callable(invalidate):
+                    # A cached token the vault no longer accepts: fetch a fresh one, once.
+                    invalidate()
+                    reauthenticated = True
+                    continue
+                if code not in RETRYABLE or not self._retry(deadline, retry_after):
                     raise self._classify(vault, obj, version, exc) from None
-                self._sleep(self._backoff.delay(attempt, retry_after))
             except (ServiceRequestError, ServiceResponseError) as exc:
-                if not self._may_retry(attempt, start, None):
+                if not self._retry(deadline, None):
                     raise Unavailable(
                         self._describe(vault, obj, version)
                         + f": no answer from {vault.url} ({type(exc).__name__})"
                     ) from None
-                self._sleep(self._backoff.delay(attempt))
             finally:
                 self._metrics.keyvault_requests.labels(vault.name, operation, status).inc()
                 self._metrics.keyvault_seconds.labels(vault.name, operation).observe(
                     time.perf_counter() - t0
                 )
 
-    def _may_retry(self, attempt: int, start: float, retry_after: float | None) -> bool:
-        upcoming = retry_after if retry_after is not None else self._backoff.delay(attempt)
-        return attempt < self._attempts and self._clock() - start + upcoming <= self._deadline
+    def _retry(self, deadline: Deadline, retry_after: float | None) -> bool:
+        """Wait for the next attempt; False when attempts or time are used up."""
+        return deadline.attempts + 1 < self._attempts and deadline.wait(retry_after)
 
     @staticmethod
     def _describe(vault: VaultRef, obj: ObjectSpec, version: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,56 @@ def test_concurrent_operations_on_one_volume_are_aborted(
     finally:
         devstack.clear_faults()
     assert not errors
+
+
+def test_failed_first_publish_keeps_no_credentials(make_core, pod_request, devstack: Any) -> None:
+    core = make_core()
+    sp = devstack.identities["kvcreds"]
+    for _ in range(3):
+        req = pod_request(
+            {
+                "usePodIdentity": None,
+                "keyvaultobjectnames": "nope",
+                "keyvaultobjecttypes": "secret",
+            },
+            secrets={"clientid": sp["client_id"], "clientsecret": sp["client_secret"]},
+        )
+        with pytest.raises(NotFound):
+            core.engine.publish(req)
+        core.engine.unpublish(req.volume_id, req.target_path)
+    assert len(core.credentials) == 0
+    assert not (core.settings.state_dir / "auth").exists() or not any(
+        (core.settings.state_dir / "auth").iterdir()
+    )
+
+
+def test_a_token_the_vault_rejects_is_replaced_once(make_core, pod_request, devstack: Any) -> None:
+    """A cached token Key Vault no longer accepts (revoked, keys rolled) is dropped and fetched
+    again, instead of failing every request until it would have expired."""
+    from azure.core.credentials import AccessToken
+
+    core = make_core()
+    req = pod_request()
+    core.engine.publish(req)
+    record = core.engine.store.get(req.volume_id)
+    vault, real, _ = core.engine.access(record)
+
+    class CachedBadToken:
+        """The shape of our credentials: serves a stale token until invalidated."""
+
+        invalidated = 0
+
+        def get_token(self, *scopes: str, **kw: Any) -> AccessToken:
+            if not self.invalidated:
+                return AccessToken("stale.token.value", int(time.time()) + 3600)
+            return real.get_token(*scopes, **kw)
+
+        def invalidate(self) -> None:
+            self.invalidated += 1
+
+    cred = CachedBadToken()
+    devstack.reset_counters()
+    got = core.engine.fetcher.fetch(vault, record.spec.objects[0], cred, "stale-key")
+    assert got[0].value == "testkv-secret1-value"
+    assert cred.invalidated == 1
+    assert devstack.count(vault="testkv", status=401) >= 1

@@ -6,6 +6,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from driver.mounts import mount_points
 
 
@@ -177,3 +179,57 @@ def test_corrupt_record_is_skipped_not_fatal(make_core, pod_request, tmp_path: P
     problems = second.engine.restore()
     assert any("broken.json" in p for p in problems)
     assert second.engine.store.get(req.volume_id) is not None
+
+
+def test_rotation_never_acts_on_a_record_replaced_or_removed_meanwhile(
+    make_core, pod_request, devstack: Any
+) -> None:
+    from driver.errors import Aborted
+
+    core = make_core()
+    name = unique("stale")
+    devstack.set_secret("testkv", name, "one")
+    req = pod_request({"keyvaultobjectnames": name, "keyvaultobjecttypes": "secret"})
+    core.engine.publish(req)
+    seen_by_cycle = core.engine.store.get(req.volume_id)
+    latest = core.engine.fetcher.fetch(
+        *core.engine.access(seen_by_cycle)[:1], seen_by_cycle.spec.objects[0],
+        core.engine.access(seen_by_cycle)[1], seen_by_cycle.identity_key,
+    )  # fmt: skip
+    # kubelet republishes with one more object while the cycle was fetching...
+    grown = pod_request(
+        {"keyvaultobjectnames": f"{name};secret1", "keyvaultobjecttypes": "secret;secret"},
+        volume_id=req.volume_id,
+        target_path=req.target_path,
+    )
+    core.engine.publish(grown)
+    with pytest.raises(Aborted):
+        core.engine.apply_rotation(seen_by_cycle, {name: latest})
+    assert (req.target_path / "secret1").read_bytes() == b"testkv-secret1-value"
+    # ...or unpublishes it: the cycle must not mount it again.
+    current = core.engine.store.get(req.volume_id)
+    core.engine.unpublish(req.volume_id, req.target_path)
+    with pytest.raises(Aborted):
+        core.engine.recover(current)
+    assert not req.target_path.exists()
+
+
+def test_pinned_only_volumes_are_not_refetched_on_republish(
+    make_core, pod_request, devstack: Any
+) -> None:
+    core = make_core(rotation_poll_interval=60.0)
+    name = unique("pinonly")
+    version = devstack.set_secret("testkv", name, "fixed")
+    req = pod_request(
+        {
+            "keyvaultobjectnames": name,
+            "keyvaultobjecttypes": "secret",
+            "keyvaultobjectversions": version,
+        }
+    )
+    core.engine.publish(req)
+    core.engine.store.get(req.volume_id).last_check = 0.0  # a long time ago
+    devstack.reset_counters()
+    assert core.rotator.cycle().checks == 0
+    assert not core.engine.publish(req).fetched  # the cycle vouched for it
+    assert devstack.count(vault="testkv") == 0
