@@ -21,7 +21,7 @@ from azure.core.credentials import TokenCredential
 
 from driver.cloud import Cloud, Clouds
 from driver.engine_api import PublishRequest
-from driver.errors import Aborted, FailedPrecondition, Internal, KvError
+from driver.errors import Aborted, FailedPrecondition, Internal, InvalidArgument, KvError
 from driver.files import DATA_LINK, AtomicWriter, current_payload
 from driver.keyvault.fetch import KeyVaultFetcher, VaultRef
 from driver.keyvault.objects import Fetched, RenderedFile
@@ -303,6 +303,16 @@ class Engine:
             self._auth[volume_id] = auth
             self.auth_store.save(volume_id, auth)
 
+    def _check_fits(self, files: Sequence[RenderedFile]) -> None:
+        """A swap holds the old and the new payload at once: half the tmpfs is the limit."""
+        capacity = self.mounter.capacity
+        size = sum(len(f.data) for f in files)
+        if capacity is not None and 2 * size > capacity:
+            raise InvalidArgument(
+                f"the volume's files take {size} bytes; rotation needs twice that on its tmpfs,"
+                f" which holds {capacity}: fewer objects or versions, or a larger --tmpfs-size"
+            )
+
     def _identity_in_use(self, identity_key: str) -> bool:
         return any(r.identity_key == identity_key for r in self.store.all())
 
@@ -311,6 +321,7 @@ class Engine:
     ) -> tuple[RenderedFile, ...]:
         """Render, then mount, write and record; a failure undoes a mount this call made."""
         files = self.render_all(record.spec.objects, fetched)  # render errors precede the mount
+        self._check_fits(files)
         created = self.mounter.prepare(target)
         try:
             self.writer.write(target, files)

@@ -42,6 +42,7 @@ def mount_points() -> dict[str, str]:
 
 class Mounter(Protocol):
     mode: str
+    capacity: int | None  # bytes a volume may hold, None when unbounded
 
     def is_mounted(self, target: Path) -> bool: ...
 
@@ -58,6 +59,7 @@ class DirMounter:
     """Plain directories, for unprivileged runs (files are then on the node's disk)."""
 
     mode = "dir"
+    capacity: int | None = None
 
     def is_mounted(self, target: Path) -> bool:
         return target.is_dir()
@@ -79,6 +81,7 @@ class TmpfsMounter:
 
     def __init__(self, size: str = "4m") -> None:
         self.size = size
+        self.capacity = size_in_bytes(size)
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
     def is_mounted(self, target: Path) -> bool:
@@ -117,6 +120,14 @@ class TmpfsMounter:
         shutil.rmtree(target, ignore_errors=True)
         if target.exists():
             raise Internal(f"cannot remove {target}")
+
+
+def size_in_bytes(size: str) -> int | None:
+    """tmpfs's `size=` option ("4m", "512k", "1g", "65536") in bytes; None for a percentage."""
+    text = size.strip().lower()
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    return int(number) * scale if number.isdigit() else None
 
 
 def private_mount_namespace() -> bool:

@@ -323,3 +323,18 @@ def test_a_token_the_vault_rejects_is_replaced_once(make_core, pod_request, devs
     assert got[0].value == "testkv-secret1-value"
     assert cred.invalidated == 1
     assert devstack.count(vault="testkv", status=401) >= 1
+
+
+def test_a_volume_too_large_to_rotate_on_its_tmpfs_is_refused(
+    make_core, pod_request, mount_mode: str
+) -> None:
+    if mount_mode != "tmpfs":
+        pytest.skip("the size limit belongs to tmpfs mounts")
+    core = make_core(tmpfs_size="8k")  # the three files take about 5 KiB
+    req = pod_request(
+        {"keyvaultobjectnames": "pfx-cert;cert1;key1", "keyvaultobjecttypes": "secret;cert;key"}
+    )
+    with pytest.raises(InvalidArgument) as err:
+        core.engine.publish(req)
+    assert "--tmpfs-size" in str(err.value)
+    assert_nothing_left(req.target_path)
