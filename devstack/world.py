@@ -199,6 +199,16 @@ class World:
         with self._lock:
             return [f for i in self.identities.values() for f in i.federations]
 
+    def _version(
+        self, history: History[V], kind: str, name: str, version: str | None
+    ) -> tuple[str, V]:
+        """(the object's stored name, the version asked for or the latest)."""
+        try:
+            with self._lock:
+                return history.name, history.get(version)
+        except LookupError:
+            raise NotFound(kind, f"{name}/{version}") from None
+
     def _history(self, collection: dict[str, History[V]], kind: str, name: str) -> History[V]:
         with self._lock:
             history = collection.get(name.lower())
@@ -280,12 +290,7 @@ class World:
     def secret(
         self, vault: str, name: str, version: str | None = None
     ) -> tuple[str, SecretVersion]:
-        history = self.secret_history(vault, name)
-        try:
-            with self._lock:
-                return history.name, history.get(version)
-        except LookupError:
-            raise NotFound("secret", f"{name}/{version}") from None
+        return self._version(self.secret_history(vault, name), "secret", name, version)
 
     def secret_history(self, vault: str, name: str) -> History[SecretVersion]:
         return self._history(self.vault(vault).secrets, "secret", name)
@@ -357,12 +362,7 @@ class World:
             return _append(self.vault(vault).keys, name, entry)
 
     def key(self, vault: str, name: str, version: str | None = None) -> tuple[str, KeyVersion]:
-        history = self.key_history(vault, name)
-        try:
-            with self._lock:
-                return history.name, history.get(version)
-        except LookupError:
-            raise NotFound("key", f"{name}/{version}") from None
+        return self._version(self.key_history(vault, name), "key", name, version)
 
     def key_history(self, vault: str, name: str) -> History[KeyVersion]:
         return self._history(self.vault(vault).keys, "key", name)
@@ -431,12 +431,7 @@ class World:
     def certificate(
         self, vault: str, name: str, version: str | None = None
     ) -> tuple[str, CertVersion]:
-        history = self.certificate_history(vault, name)
-        try:
-            with self._lock:
-                return history.name, history.get(version)
-        except LookupError:
-            raise NotFound("certificate", f"{name}/{version}") from None
+        return self._version(self.certificate_history(vault, name), "certificate", name, version)
 
     def certificate_history(self, vault: str, name: str) -> History[CertVersion]:
         return self._history(self.vault(vault).certificates, "certificate", name)
