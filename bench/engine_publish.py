@@ -40,7 +40,7 @@ BASELINE_CONCURRENCY = 1
 
 def _publish_once(ctx: Context, core: object, names: list[str], uid: str, root: Path) -> float:
     from driver.app import Core
-    from driver.engine_api import PublishRequest
+    from driver.contract import PublishRequest
 
     assert isinstance(core, Core)
     volume_id = f"bench-{uuid.uuid4().hex[:12]}"

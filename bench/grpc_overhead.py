@@ -31,7 +31,7 @@ OBJECTS = 5
 
 def run(ctx: Context) -> list[Row]:
     from driver.app import build_core
-    from driver.engine_api import PublishRequest
+    from driver.contract import PublishRequest
 
     stack = ctx.devstack
     names, _ = ensure_secrets(stack, "bench-csi", OBJECTS)

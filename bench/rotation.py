@@ -43,7 +43,7 @@ POLL_INTERVAL = 1.0
 def publish_volumes(
     ctx: Context, core: Any, names: list[str], count: int, versions: list[str] | None = None
 ) -> list[tuple[str, Path]]:
-    from driver.engine_api import PublishRequest
+    from driver.contract import PublishRequest
 
     root = ctx.scratch("rot")
     published = []
@@ -63,14 +63,12 @@ def publish_volumes(
 
 def naive_check(core: Any) -> None:
     """The per-volume baseline: every object of every volume asked for, one get each."""
-    engine = core.engine
     jobs = []
-    for record in engine.store.all():
-        vault, credential, _ = engine.access(record)
-        for obj in record.spec.objects:
-            jobs.append((vault, obj, credential, record.identity_key))
+    for record in core.ledger.all():
+        access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(record.volume_id))
+        jobs.extend((access, obj) for obj in record.spec.objects)
     with ThreadPoolExecutor(8) as pool:  # the rotator's pool size
-        list(pool.map(lambda job: engine.fetcher.fetch(*job), jobs))
+        list(pool.map(lambda job: core.resolver.latest(*job), jobs))
 
 
 def counted(ctx: Context, fn: Any) -> tuple[int, float, Any]:

@@ -19,7 +19,7 @@ from driver.log import setup_logging
 
 def _mount_once(argv: Sequence[str]) -> int:
     from driver.app import build_core
-    from driver.engine_api import PublishRequest
+    from driver.contract import PublishRequest
 
     parser = argparse.ArgumentParser(
         prog="kv-csi-driver mount-once",

@@ -15,16 +15,24 @@ from driver.engine import Engine
 from driver.files import AtomicWriter
 from driver.http import make_session, make_transport
 from driver.keyvault.fetch import KeyVaultFetcher
+from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.mounts import make_mounter
+from driver.placement import Placement
+from driver.resolve import Resolver
 from driver.rotation import Rotator
 from driver.volumes import AuthStore, VolumeStore
 
 
 @dataclass
 class Core:
+    """The node plugin's parts, built once; the servers on top of them live in `daemon`."""
+
     settings: Settings
     metrics: Metrics
+    ledger: Ledger
+    resolver: Resolver
+    placement: Placement
     engine: Engine
     rotator: Rotator
     credentials: CredentialProvider
@@ -57,19 +65,39 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         deadline=settings.request_timeout * 3,
     )
     credentials = CredentialProvider(session, settings, on_token_request=metrics.token_request)
+    ledger = Ledger(VolumeStore(settings.state_dir), AuthStore(settings.state_dir), metrics)
+    resolver = Resolver(Clouds(cloud), credentials, fetcher)
+    placement = Placement(
+        make_mounter(settings.mount_mode, settings.tmpfs_size),
+        AtomicWriter(durable=settings.mount_mode == "dir"),
+    )
     engine = Engine(
-        clouds=Clouds(cloud),
-        credentials=credentials,
-        fetcher=fetcher,
-        mounter=make_mounter(settings.mount_mode, settings.tmpfs_size),
-        writer=AtomicWriter(durable=settings.mount_mode == "dir"),
-        store=VolumeStore(settings.state_dir),
-        auth_store=AuthStore(settings.state_dir),
+        resolver=resolver,
+        placement=placement,
+        ledger=ledger,
         metrics=metrics,
         poll_interval=settings.rotation_poll_interval,
         clock=time.time,
     )
     # Rotation checks run on their own pool so a long cycle never starves publishes.
     rotation_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-rotate")
-    rotator = Rotator(engine, rotation_pool, settings.rotation_poll_interval)
-    return Core(settings, metrics, engine, rotator, credentials, session, (executor, rotation_pool))
+    rotator = Rotator(
+        ledger=ledger,
+        resolver=resolver,
+        engine=engine,
+        metrics=metrics,
+        executor=rotation_pool,
+        interval=settings.rotation_poll_interval,
+    )
+    return Core(
+        settings,
+        metrics,
+        ledger,
+        resolver,
+        placement,
+        engine,
+        rotator,
+        credentials,
+        session,
+        (executor, rotation_pool),
+    )

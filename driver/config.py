@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DRIVER_NAME = "kv.csi.azure.com"
 
@@ -25,47 +26,111 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    endpoint: str = "unix:///csi/csi.sock"
-    node_id: str = ""
-    driver_name: str = DEFAULT_DRIVER_NAME
-    state_dir: Path = Path("/run/kv-driver")
-    mount_mode: str = "tmpfs"  # "tmpfs" or "dir"
-    tmpfs_size: str = "4m"
-    cloud_config: Path | None = None
-    metrics_addr: str = ""  # host:port; "" disables
-    log_format: str = "text"
-    log_level: str = "info"
-    registration_dir: Path | None = None
-    kubelet_registration_path: str = ""
-    flexvolume_socket: Path | None = None
-    rotation_poll_interval: float = 120.0  # seconds; 0 disables rotation
-    fetch_concurrency: int = 32  # Key Vault requests in flight per volume
-    nmi_deadline: float = 60.0  # seconds to keep retrying NMI while MIC assigns the identity
-    request_timeout: float = 10.0  # seconds for one Key Vault or token request
+    """Everything the node plugin is configured with: parsed once from flags and environment by
+    the composition root and passed in; nothing else reads flags or the environment."""
+
+    endpoint: str = field(
+        default="unix:///csi/csi.sock",
+        metadata={"help": "CSI endpoint to serve (env CSI_ENDPOINT)"},
+    )
+    node_id: str = field(
+        default="",
+        metadata={"help": "node name reported to kubelet (env KUBE_NODE_NAME; default: hostname)"},
+    )
+    driver_name: str = field(
+        default=DEFAULT_DRIVER_NAME,
+        metadata={"help": "CSI driver name, as in the CSIDriver object"},
+    )
+    state_dir: Path = field(
+        default=Path("/run/kv-driver"),
+        metadata={
+            "help": "volume records (never secrets); rotation credentials too when it is on a tmpfs"
+        },
+    )
+    mount_mode: str = field(
+        default="tmpfs",
+        metadata={
+            "help": "tmpfs: a private tmpfs per volume; dir: plain directories (unprivileged runs)"
+        },
+    )
+    tmpfs_size: str = field(
+        default="4m", metadata={"help": "size of each volume's tmpfs; a volume may fill half of it"}
+    )
+    cloud_config: Path | None = field(
+        default=None,
+        metadata={
+            "help": "JSON cloud definition (endpoints, CA bundle) for custom clouds (env KV_CLOUD_CONFIG)"
+        },
+    )
+    metrics_addr: str = field(
+        default="", metadata={"help": "host:port for /metrics and /healthz; empty disables"}
+    )
+    log_format: str = field(default="text", metadata={"help": "log line format"})
+    log_level: str = field(default="info", metadata={"help": "least severe level logged"})
+    registration_dir: Path | None = field(
+        default=None,
+        metadata={"help": "kubelet's plugins_registry directory: register with kubelet through it"},
+    )
+    kubelet_registration_path: str = field(
+        default="",
+        metadata={
+            "help": "the CSI socket path as kubelet sees it on the host (default: --endpoint's path)"
+        },
+    )
+    flexvolume_socket: Path | None = field(
+        default=None,
+        metadata={
+            "help": "unix socket the azure~kv/kv FlexVolume shim forwards to; unset disables"
+        },
+    )
+    rotation_poll_interval: float = field(
+        default=120.0,
+        metadata={
+            "help": "seconds between checks for new versions (90s, 2m, 1h); 0 disables rotation"
+        },
+    )
+    fetch_concurrency: int = field(
+        default=32, metadata={"help": "Key Vault requests in flight per volume"}
+    )
+    nmi_deadline: float = field(
+        default=60.0,
+        metadata={"help": "seconds to keep retrying NMI while MIC assigns the pod's identity"},
+    )
+    request_timeout: float = field(
+        default=10.0, metadata={"help": "seconds for one Key Vault or token request"}
+    )
+
+
+def _help(name: str) -> str:
+    text = str(Settings.__dataclass_fields__[name].metadata["help"])
+    return text.replace("%", "%%") + " (default: %(default)s)"
 
 
 def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     d = Settings()
-    parser.add_argument("--endpoint", default=env("CSI_ENDPOINT", d.endpoint))
-    parser.add_argument("--nodeid", dest="node_id", default=env("KUBE_NODE_NAME", d.node_id))
-    parser.add_argument("--driver-name", default=d.driver_name)
-    parser.add_argument("--state-dir", type=Path, default=d.state_dir)
-    parser.add_argument("--mount-mode", choices=("tmpfs", "dir"), default=d.mount_mode)
-    parser.add_argument("--tmpfs-size", default=d.tmpfs_size)
-    parser.add_argument("--cloud-config", type=Path, default=env("KV_CLOUD_CONFIG") or None)
-    parser.add_argument("--metrics-addr", default=d.metrics_addr)
-    parser.add_argument("--log-format", choices=("json", "text"), default=d.log_format)
-    parser.add_argument("--log-level", choices=("debug", "info", "warning"), default=d.log_level)
-    parser.add_argument("--registration-dir", type=Path, default=None)
-    parser.add_argument("--kubelet-registration-path", default=d.kubelet_registration_path)
-    parser.add_argument("--flexvolume-socket", type=Path, default=None)
-    parser.add_argument(
-        "--rotation-poll-interval", type=parse_duration, default=d.rotation_poll_interval
-    )
-    parser.add_argument("--fetch-concurrency", type=int, default=d.fetch_concurrency)
-    parser.add_argument("--nmi-deadline", type=parse_duration, default=d.nmi_deadline)
-    parser.add_argument("--request-timeout", type=parse_duration, default=d.request_timeout)
+
+    def flag(name: str, *args: str, **kw: Any) -> None:
+        option = "--" + name.replace("_", "-")
+        parser.add_argument(*(args or (option,)), dest=name, help=_help(name), **kw)
+
+    flag("endpoint", default=env("CSI_ENDPOINT", d.endpoint))
+    flag("node_id", "--nodeid", default=env("KUBE_NODE_NAME", d.node_id))
+    flag("driver_name", default=d.driver_name)
+    flag("state_dir", type=Path, default=d.state_dir)
+    flag("mount_mode", choices=("tmpfs", "dir"), default=d.mount_mode)
+    flag("tmpfs_size", default=d.tmpfs_size)
+    flag("cloud_config", type=Path, default=env("KV_CLOUD_CONFIG") or None)
+    flag("metrics_addr", default=d.metrics_addr)
+    flag("log_format", choices=("json", "text"), default=d.log_format)
+    flag("log_level", choices=("debug", "info", "warning"), default=d.log_level)
+    flag("registration_dir", type=Path, default=None)
+    flag("kubelet_registration_path", default=d.kubelet_registration_path)
+    flag("flexvolume_socket", type=Path, default=None)
+    flag("rotation_poll_interval", type=parse_duration, default=d.rotation_poll_interval)
+    flag("fetch_concurrency", type=int, default=d.fetch_concurrency)
+    flag("nmi_deadline", type=parse_duration, default=d.nmi_deadline)
+    flag("request_timeout", type=parse_duration, default=d.request_timeout)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -74,6 +139,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(prog="kv-csi-driver")
+    parser = argparse.ArgumentParser(
+        prog="kv-csi-driver", description="Azure Key Vault CSI node plugin and FlexVolume bridge."
+    )
     add_daemon_flags(parser)
     return settings_from_args(parser.parse_args(argv))

@@ -88,7 +88,7 @@ class Daemon:
         )
         node_id = settings.node_id or socket.gethostname()
         csi_pb2_grpc.add_IdentityServicer_to_server(
-            IdentityService(settings.driver_name, plugin_version(), core.engine.ready), self._grpc
+            IdentityService(settings.driver_name, plugin_version(), core.ledger.ready), self._grpc
         )
         csi_pb2_grpc.add_NodeServicer_to_server(NodeService(core.engine, node_id), self._grpc)
         # Not advertised; answers ControllerGetCapabilities for conformance tools (csi-sanity).
@@ -97,7 +97,7 @@ class Daemon:
         self._reg_socket: Path | None = None
         self._bridge: FlexBridge | None = None
         self._http: ThreadingHTTPServer | None = None
-        self._watcher = StateWatcher(core.engine)
+        self._watcher = StateWatcher(core.ledger, core.engine)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -105,9 +105,7 @@ class Daemon:
         problems = self.core.engine.restore()
         for problem in problems:
             log.warning("state: %s", problem)
-        log.info(
-            "restored %d volumes from %s", len(self.core.engine.store), self.settings.state_dir
-        )
+        log.info("restored %d volumes from %s", len(self.core.ledger), self.settings.state_dir)
         serve_unix(self._grpc, self.socket)
         log.info("CSI endpoint listening on %s", self.socket)
         if self.settings.flexvolume_socket:

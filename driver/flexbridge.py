@@ -55,7 +55,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
-from driver.engine_api import Engine, PublishRequest
+from driver.contract import PublishRequest, VolumeService
 from driver.errors import InvalidArgument, KvError, flex_failure
 from driver.log import log_unexpected
 
@@ -94,7 +94,7 @@ class FlexBridge:
     """Serves the shim's calls on `socket_path` and forwards them to `engine`."""
 
     def __init__(
-        self, socket_path: Path, engine: Engine, logger: logging.Logger | None = None
+        self, socket_path: Path, engine: VolumeService, logger: logging.Logger | None = None
     ) -> None:
         self.socket_path = socket_path
         self.engine = engine

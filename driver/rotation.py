@@ -17,23 +17,27 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from azure.core.credentials import TokenCredential
-
 from driver.engine import Engine
 from driver.errors import KvError
-from driver.keyvault.fetch import VaultRef
 from driver.keyvault.objects import Fetched
+from driver.ledger import Ledger
+from driver.metrics import Metrics
 from driver.model import ObjectSpec
+from driver.resolve import Access, Resolver
 from driver.volumes import VolumeRecord
 
 log = logging.getLogger(__name__)
 
 # (vault url, object type, object name, history depth, principal)
 CheckKey = tuple[str, str, str, int, str]
+Check = tuple[Access, ObjectSpec]  # what to ask for one key
+Groups = dict[CheckKey, list[tuple[VolumeRecord, ObjectSpec]]]
 
 
 @dataclass
 class CycleReport:
+    """What one cycle did, for the log and the tests."""
+
     checks: int = 0  # requests sent
     saved: int = 0  # requests not sent thanks to sharing
     rotated: list[str] = field(default_factory=list)  # volume ids swapped
@@ -42,14 +46,23 @@ class CycleReport:
 
 
 class Rotator:
+    """The polling loop: one cycle every `interval` seconds on its own thread."""
+
     def __init__(
         self,
+        *,
+        ledger: Ledger,
+        resolver: Resolver,
         engine: Engine,
+        metrics: Metrics,
         executor: Executor,
         interval: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.ledger = ledger
+        self.resolver = resolver
         self.engine = engine
+        self.metrics = metrics
         self.executor = executor
         self.interval = interval
         self.clock = clock
@@ -90,27 +103,40 @@ class Rotator:
 
     def cycle(self) -> CycleReport:
         report = CycleReport()
-        engine = self.engine
-        groups: dict[CheckKey, list[tuple[VolumeRecord, ObjectSpec]]] = defaultdict(list)
-        access: dict[CheckKey, tuple[VaultRef, ObjectSpec, TokenCredential, str]] = {}
+        groups, access, checked = self._plan(report)
+        latest, failed = self._check(groups, access, report)
+        self._apply(groups, latest, failed, report)
+        now = self.clock()
+        for record in checked:
+            if record.volume_id not in report.failures:
+                record.last_check = now  # memory only: a restart just checks once more
+        return report
+
+    def _plan(
+        self, report: CycleReport
+    ) -> tuple[Groups, dict[CheckKey, Check], list[VolumeRecord]]:
+        """Group the unpinned objects of every intact volume by what Key Vault would be asked."""
+        groups: Groups = defaultdict(list)
+        access: dict[CheckKey, Check] = {}
         checked: list[VolumeRecord] = []  # every intact volume, pinned-only ones included
-        for record in engine.store.all():
-            target = Path(record.target_path)
-            if not target.exists():
+        for record in self.ledger.all():
+            if not Path(record.target_path).exists():
                 # The pod (and kubelet's directory for it) is gone: forget the volume.
-                engine.forget(record)
+                self.engine.forget(record)
                 report.removed.append(record.volume_id)
                 continue
-            if not engine.intact(record):
+            if not self.engine.intact(record):
                 # The pod is there but its files are not (tmpfs lost): rebuild from Key Vault.
                 try:
-                    engine.recover(record)
+                    self.engine.recover(record)
                     report.rotated.append(record.volume_id)
                 except KvError as exc:
                     self._fail(report, record, "recover", exc)
                 continue
             try:
-                vault, credential, principal = engine.access(record)
+                volume_access, principal = self.resolver.access_recorded(
+                    record, self.ledger.auth_of(record.volume_id)
+                )
             except KvError as exc:
                 self._fail(report, record, "credentials", exc)
                 continue
@@ -118,11 +144,22 @@ class Rotator:
             for obj in record.spec.objects:
                 if obj.pinned:
                     continue  # pinned versions never change: never polled
-                key = (vault.url, obj.type.value, obj.name, obj.version_history, principal)
+                key = (
+                    volume_access.vault.url,
+                    obj.type.value,
+                    obj.name,
+                    obj.version_history,
+                    principal,
+                )
                 groups[key].append((record, obj))
-                access.setdefault(key, (vault, obj, credential, record.identity_key))
+                access.setdefault(key, (volume_access, obj))
+        return groups, access, checked
 
-        futures = {key: self.executor.submit(engine.fetcher.fetch, *access[key]) for key in groups}
+    def _check(
+        self, groups: Groups, access: dict[CheckKey, Check], report: CycleReport
+    ) -> tuple[dict[CheckKey, list[Fetched]], dict[CheckKey, KvError]]:
+        """One request per group, concurrently."""
+        futures = {key: self.executor.submit(self.resolver.latest, *access[key]) for key in groups}
         latest: dict[CheckKey, list[Fetched]] = {}
         failed: dict[CheckKey, KvError] = {}
         for key, fut in futures.items():
@@ -130,13 +167,21 @@ class Rotator:
             report.saved += len(groups[key]) - 1
             try:
                 latest[key] = fut.result()
-                engine.metrics.rotation_checks.labels("ok").inc()
+                self.metrics.rotation_checks.labels("ok").inc()
             except KvError as exc:
                 failed[key] = exc
-                engine.metrics.rotation_checks.labels(exc.code).inc()
-        engine.metrics.rotation_saved.inc(report.saved)
+                self.metrics.rotation_checks.labels(exc.code).inc()
+        self.metrics.rotation_saved.inc(report.saved)
+        return latest, failed
 
-        # Per volume: which objects moved, and did any check fail?
+    def _apply(
+        self,
+        groups: Groups,
+        latest: dict[CheckKey, list[Fetched]],
+        failed: dict[CheckKey, KvError],
+        report: CycleReport,
+    ) -> None:
+        """Per volume: which objects moved; swap only volumes whose every check succeeded."""
         updates: dict[str, dict[str, list[Fetched]]] = defaultdict(dict)
         records: dict[str, VolumeRecord] = {}
         for key, members in groups.items():
@@ -153,22 +198,17 @@ class Rotator:
                 continue  # a partial view of a volume is never swapped in
             record = records[volume_id]
             try:
-                if engine.apply_rotation(record, changed):
+                if self.engine.apply_rotation(record, changed):
                     report.rotated.append(volume_id)
             except KvError as exc:
                 self._fail(report, record, "swap", exc)
-        now = self.clock()
-        for record in checked:
-            if record.volume_id not in report.failures:
-                engine.touch(record, now)
-        return report
 
     def _fail(self, report: CycleReport, record: VolumeRecord, stage: str, exc: KvError) -> None:
         if record.volume_id in report.failures:
             return
         reason = f"{stage}:{exc.code}"
         report.failures[record.volume_id] = reason
-        self.engine.metrics.rotation_failures.labels(reason).inc()
+        self.metrics.rotation_failures.labels(reason).inc()
         log.warning(
             "rotation of volume %s failed (%s), old files kept: %s", record.volume_id, reason, exc
         )

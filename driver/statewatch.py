@@ -16,37 +16,44 @@ from watchdog.observers import Observer
 
 from driver.engine import Engine
 from driver.errors import Aborted
+from driver.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, ledger: Ledger, engine: Engine) -> None:
+        self.ledger = ledger
         self.engine = engine
 
     def on_deleted(self, event: FileSystemEvent) -> None:
         path = Path(str(event.src_path))
         if path.suffix != ".json" or path.exists():
             return  # not a record, or already written again (a republish raced the event)
-        for record in self.engine.store.all():
-            if self.engine.store.path_of(record.volume_id) != path:
+        for record in self.ledger.all():
+            if self.ledger.record_path(record.volume_id) != path:
                 continue
             try:
-                with self.engine.exclusive(record.volume_id):
-                    if not path.exists() and self.engine.store.get(record.volume_id) is record:
+                with self.ledger.exclusive(record.volume_id):
+                    if not path.exists() and self.ledger.is_current(record):
                         self.engine.forget(record, "its state record was deleted")
             except Aborted:
                 log.info("record of volume %s deleted during an operation: kept", record.volume_id)
 
 
 class StateWatcher:
-    def __init__(self, engine: Engine) -> None:
+    """Watches the records directory for deletions (an inotify watch: nothing is polled)."""
+
+    def __init__(self, ledger: Ledger, engine: Engine) -> None:
+        self._ledger = ledger
         self._engine = engine
         self._observer: Any = None
 
     def start(self) -> None:
         observer = Observer()
-        observer.schedule(_Handler(self._engine), str(self._engine.store.dir), recursive=False)
+        observer.schedule(
+            _Handler(self._ledger, self._engine), str(self._ledger.records_dir), recursive=False
+        )
         observer.daemon = True
         observer.start()
         self._observer = observer

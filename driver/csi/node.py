@@ -8,17 +8,17 @@ from pathlib import Path
 
 import grpc
 
+from driver.contract import PublishRequest, VolumeService
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.redact import redacted
 from driver.csi.status import abort, require
-from driver.engine_api import Engine, PublishRequest
 from driver.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):
-    def __init__(self, engine: Engine, node_id: str) -> None:
+    def __init__(self, engine: VolumeService, node_id: str) -> None:
         self._engine = engine
         self._node_id = node_id
 

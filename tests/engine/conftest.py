@@ -11,7 +11,7 @@ import pytest
 
 from driver.app import Core, build_core
 from driver.config import Settings
-from driver.engine_api import PublishRequest
+from driver.contract import PublishRequest
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 
@@ -39,7 +39,7 @@ def make_core(devstack: Any, tmp_path: Path, mount_mode: str) -> Iterator[Callab
 
     yield make
     for core in cores:
-        for record in core.engine.store.all():
+        for record in core.ledger.all():
             core.engine.unpublish(record.volume_id, Path(record.target_path))
         core.close()
 

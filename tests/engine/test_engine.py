@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_unpublish_removes_everything_and_is_idempotent(make_core, pod_request) 
     core.engine.publish(req)
     core.engine.unpublish(req.volume_id, req.target_path)
     assert not req.target_path.exists()
-    assert core.engine.store.get(req.volume_id) is None
+    assert core.ledger.get(req.volume_id) is None
     core.engine.unpublish(req.volume_id, req.target_path)  # again: still fine
 
 
@@ -84,7 +85,7 @@ def test_identity_without_access_gets_permission_denied_and_no_files(
         core.engine.publish(req)
     assert "secret 'secret1'" in str(err.value) and "403" in str(err.value)
     assert_nothing_left(req.target_path)
-    assert core.engine.store.get(req.volume_id) is None
+    assert core.ledger.get(req.volume_id) is None
 
 
 def test_one_missing_object_fails_the_whole_volume(make_core, pod_request) -> None:
@@ -257,7 +258,7 @@ def test_concurrent_operations_on_one_volume_are_aborted(
         # The first call holds the volume while Key Vault is slow; a second one is refused.
         for _ in range(200):
             try:
-                with core.engine.exclusive(req.volume_id):
+                with core.ledger.exclusive(req.volume_id):
                     pass
             except Aborted:
                 break
@@ -301,8 +302,9 @@ def test_a_token_the_vault_rejects_is_replaced_once(make_core, pod_request, devs
     core = make_core()
     req = pod_request()
     core.engine.publish(req)
-    record = core.engine.store.get(req.volume_id)
-    vault, real, _ = core.engine.access(record)
+    record = core.ledger.get(req.volume_id)
+    access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(req.volume_id))
+    real = access.credential
 
     class CachedBadToken:
         """The shape of our credentials: serves a stale token until invalidated."""
@@ -319,7 +321,8 @@ def test_a_token_the_vault_rejects_is_replaced_once(make_core, pod_request, devs
 
     cred = CachedBadToken()
     devstack.reset_counters()
-    got = core.engine.fetcher.fetch(vault, record.spec.objects[0], cred, "stale-key")
+    stale = dataclasses.replace(access, credential=cred, identity_key="stale-key")
+    got = core.resolver.latest(stale, record.spec.objects[0])
     assert got[0].value == "testkv-secret1-value"
     assert cred.invalidated == 1
     assert devstack.count(vault="testkv", status=401) >= 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from driver.engine_api import PublishRequest
+from driver.contract import PublishRequest
 
 
 class RecordingEngine:

@@ -1,0 +1,9 @@
+"""The Kubernetes access layer shared by every component that talks to the API server.
+
+One well-kept client library behind small typed helpers: watch-fed caches (list, then watch from
+the resourceVersion, relist on 410 Gone) limited by field and label selectors to what a component
+needs, idempotent writes, Events, and leader election on a `coordination.k8s.io/v1` Lease.
+
+Dependency rule: `kube` knows no product domain; it may use `azcommon` for logging, and it never
+imports `driver` or `podidentity`.
+"""
