@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from driver.csi import protogen
+from tools import protogen
 from driver.csi.proto import csi_pb2, csi_pb2_grpc, pluginregistration_pb2
 
 
