@@ -6,11 +6,12 @@
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- build: the project wheel only (its dependencies are all published as wheels) ---------
+# The wheel holds the product packages only: the devstack and the code generator are dev tools
+# (pyproject.toml's package list), so the build needs none of them.
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY driver/ driver/
-COPY devstack/ devstack/
 COPY flexvolume/ flexvolume/
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

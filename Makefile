@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint fmt proto bench clean
 
-$(STAMP): pyproject.toml
+# The product (editable, with the dev tools), then the devstack: a separate dev distribution
+# (dev/) that gives `kv-devstack`. Two steps, so re-installing the product into an older .venv
+# can never remove the devstack's command after it was installed.
+$(STAMP): pyproject.toml dev/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./dev
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,7 +39,7 @@ fmt: $(STAMP)
 
 # Regenerates the committed protobuf code; tests/csi/test_proto_fresh.py fails when it is stale.
 proto: $(STAMP)
-	$(BIN)/python -m driver.csi.protogen
+	$(BIN)/python -m tools.protogen
 
 bench: $(STAMP)
 	$(NS) $(BIN)/python -m bench

@@ -32,6 +32,8 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
+
 from devstack import crypto
 from devstack.faults import Counters, FaultTable, parse_fault
 from devstack.httpbase import Request, Response, Route, json_response, kv_error
@@ -41,13 +43,59 @@ from devstack.world import SA_AUDIENCE, BadInput, NotFound, World
 
 
 class AdminError(Exception):
+    """A refused admin request: its HTTP status and error code."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
 
 
+def _json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; an empty body is {}."""
+    if not request.body.strip():
+        return {}
+    try:
+        body = request.json()
+    except ValueError:
+        raise AdminError(400, "BadParameter", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise AdminError(400, "BadParameter", "The request body must be a JSON object.")
+    return body
+
+
+def _certificate_material(
+    body: dict[str, Any], name: str
+) -> tuple[crypto.PrivateKey, list[x509.Certificate], str]:
+    """(key, chain, issuer name) from an imported PEM or PKCS#12, or generated: self-signed,
+    or under a generated CA chain."""
+    if "pem" in body:
+        key, chain = crypto.parse_pem_bundle(str(body["pem"]))
+        issuer = "Unknown"
+    elif "pfx_base64" in body:
+        try:
+            raw = base64.b64decode(str(body["pfx_base64"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise AdminError(400, "BadParameter", "pfx_base64 is not base64") from None
+        key, chain = crypto.parse_pfx(raw, body.get("password"))
+        issuer = "Unknown"
+    else:
+        key = crypto.generate_key(
+            str(body.get("kty") or "RSA"),
+            int(body.get("size") or 2048),
+            str(body.get("curve") or "P-256"),
+        )
+        subject = str(body.get("subject") or f"CN={name}")
+        if body.get("chain"):
+            chain, issuer = make_chain(subject, key), "Unknown"
+        else:
+            chain, issuer = [crypto.make_certificate(subject, key)], "Self"
+    return key, chain, issuer
+
+
 class AdminApp:
+    """The admin server's App: the routes in this module's docstring."""
+
     def __init__(
         self,
         world: World,
@@ -83,18 +131,6 @@ class AdminApp:
             return kv_error(404, "NotFound", str(exc))
         except (BadInput, crypto.CryptoInputError, ValueError, TypeError) as exc:
             return kv_error(400, "BadParameter", str(exc))
-
-    @staticmethod
-    def _body(request: Request) -> dict[str, Any]:
-        if not request.body.strip():
-            return {}
-        try:
-            body = request.json()
-        except ValueError:
-            raise AdminError(400, "BadParameter", "The request body is not valid JSON.") from None
-        if not isinstance(body, dict):
-            raise AdminError(400, "BadParameter", "The request body must be a JSON object.")
-        return body
 
     def _route(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
@@ -134,7 +170,7 @@ class AdminApp:
             return json_response(200, {"faults": []})
         if request.method != "POST":
             raise AdminError(405, "MethodNotAllowed", "use GET, POST or DELETE on /faults")
-        body = self._body(request)
+        body = _json_body(request)
         if not body:
             self.faults.clear()
         else:
@@ -145,7 +181,7 @@ class AdminApp:
         return json_response(200, {"faults": self.faults.describe()})
 
     def _sa_token(self, request: Request) -> Response:
-        body = self._body(request)
+        body = _json_body(request)
         namespace = str(body.get("namespace") or "")
         service_account = str(body.get("service_account") or "")
         if not namespace or not service_account:
@@ -159,7 +195,7 @@ class AdminApp:
         return json_response(200, {"token": token})
 
     def _token(self, request: Request) -> Response:
-        body = self._body(request)
+        body = _json_body(request)
         identity = self.world.identity(str(body.get("identity") or self.world.admin))
         issued = self.issuer.issue(
             identity,
@@ -175,7 +211,7 @@ class AdminApp:
         method = request.method
         name = rest[0]
         if kind == "secrets" and len(rest) == 1 and method == "POST":
-            body = self._body(request)
+            body = _json_body(request)
             value = body.get("value")
             if not isinstance(value, str):
                 raise AdminError(400, "BadParameter", "value (a string) is required")
@@ -192,7 +228,7 @@ class AdminApp:
                 200, {"id": f"{vault.base_url}/secrets/{display}/{v.version}", "version": v.version}
             )
         if kind == "secrets" and len(rest) == 3 and rest[2] == "enabled" and method == "POST":
-            enabled = self._body(request).get("enabled")
+            enabled = _json_body(request).get("enabled")
             if not isinstance(enabled, bool):
                 raise AdminError(400, "BadParameter", "enabled (true or false) is required")
             display, v = self.world.update_secret(vault.name, name, rest[1], enabled=enabled)
@@ -204,7 +240,7 @@ class AdminApp:
             self.world.delete_secret(vault.name, name)
             return json_response(200, {"ok": True})
         if kind == "keys" and len(rest) == 1 and method == "POST":
-            body = self._body(request)
+            body = _json_body(request)
             key = crypto.generate_key(
                 str(body.get("kty") or "RSA"),
                 int(body.get("size") or 2048),
@@ -218,35 +254,15 @@ class AdminApp:
         if kind == "certificates" and len(rest) == 1 and method == "POST":
             return self._certificate(request, vault.name, vault.base_url, name)
         if kind == "policies" and len(rest) == 1 and method == "PUT":
-            body = self._body(request)
+            body = _json_body(request)
             self.world.set_policy(vault.name, name, {k: list(v) for k, v in body.items()})
             return json_response(200, {"ok": True})
         raise AdminError(404, "NotFound", f"no admin route for {method} {request.path}")
 
     def _certificate(self, request: Request, vault: str, base_url: str, name: str) -> Response:
-        body = self._body(request)
+        body = _json_body(request)
         content_type = str(body.get("content_type") or crypto.PKCS12_CONTENT_TYPE)
-        if "pem" in body:
-            key, chain = crypto.parse_pem_bundle(str(body["pem"]))
-            issuer = "Unknown"
-        elif "pfx_base64" in body:
-            try:
-                raw = base64.b64decode(str(body["pfx_base64"]), validate=True)
-            except (binascii.Error, ValueError):
-                raise AdminError(400, "BadParameter", "pfx_base64 is not base64") from None
-            key, chain = crypto.parse_pfx(raw, body.get("password"))
-            issuer = "Unknown"
-        else:
-            key = crypto.generate_key(
-                str(body.get("kty") or "RSA"),
-                int(body.get("size") or 2048),
-                str(body.get("curve") or "P-256"),
-            )
-            subject = str(body.get("subject") or f"CN={name}")
-            if body.get("chain"):
-                chain, issuer = make_chain(subject, key), "Unknown"
-            else:
-                chain, issuer = [crypto.make_certificate(subject, key)], "Self"
+        key, chain, issuer = _certificate_material(body, name)
         v = self.world.add_certificate(vault, name, key, chain, content_type, issuer_name=issuer)
         display, _ = self.world.certificate(vault, name, v.version)
         return json_response(

@@ -10,29 +10,28 @@ used, so the CLI and scripts can import it cheaply."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.adminclient import SA_AUDIENCE, AdminClient, DevstackError
+
+__all__ = ["SA_AUDIENCE", "STATE_FILE", "Devstack", "DevstackError"]
+
 STATE_FILE = "devstack.json"
-SA_AUDIENCE = "api://AzureADTokenExchange"
-
-
-class DevstackError(RuntimeError):
-    """The devstack could not be started, or its admin API refused a request."""
 
 
 @dataclass
-class Devstack:
+class Devstack(AdminClient):
+    """A devstack's description (its devstack.json), its admin API, and its process when this
+    handle started it."""
+
     state_dir: Path
     ca_bundle: str
     tenant_id: str
@@ -157,118 +156,3 @@ class Devstack:
 
     def client_secret(self, identity: str) -> str:
         return self.identities[identity]["client_secret"]
-
-    # --- admin API -------------------------------------------------------------------------
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.admin_url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", errors="replace")
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                detail = json.loads(detail)["error"]["message"]
-            raise DevstackError(f"devstack admin {method} {path}: {exc.code} {detail}") from None
-        except urllib.error.URLError as exc:
-            raise DevstackError(
-                f"devstack admin API at {self.admin_url} unreachable: {exc.reason}"
-            ) from None
-
-    def set_secret(self, vault: str, name: str, value: str, content_type: str | None = None) -> str:
-        """Add a new version of a secret; returns the version id."""
-        body: dict[str, Any] = {"value": value}
-        if content_type is not None:
-            body["content_type"] = content_type
-        return str(self._call("POST", f"/vaults/{vault}/secrets/{name}", body)["version"])
-
-    def set_secret_enabled(self, vault: str, name: str, version: str, enabled: bool) -> None:
-        self._call(
-            "POST", f"/vaults/{vault}/secrets/{name}/{version}/enabled", {"enabled": enabled}
-        )
-
-    def delete_secret(self, vault: str, name: str) -> None:
-        self._call("DELETE", f"/vaults/{vault}/secrets/{name}")
-
-    def create_key(
-        self, vault: str, name: str, kty: str = "RSA", size: int = 2048, curve: str = "P-256"
-    ) -> str:
-        return str(
-            self._call(
-                "POST", f"/vaults/{vault}/keys/{name}", {"kty": kty, "size": size, "curve": curve}
-            )["version"]
-        )
-
-    def create_certificate(self, vault: str, name: str, **spec: Any) -> dict[str, str]:
-        """Self-signed (kty, size, curve, subject, content_type, chain) or imported (pem=...,
-        or pfx_base64=... with password=...); returns {"id", "sid", "kid", "version"}."""
-        result: dict[str, str] = self._call("POST", f"/vaults/{vault}/certificates/{name}", spec)
-        return result
-
-    def set_policy(self, vault: str, identity: str, **permissions: list[str]) -> None:
-        self._call("PUT", f"/vaults/{vault}/policies/{identity}", permissions)
-
-    def sa_token(
-        self,
-        namespace: str,
-        service_account: str,
-        audience: str = SA_AUDIENCE,
-        expires_in: int = 3600,
-    ) -> str:
-        body = {
-            "namespace": namespace,
-            "service_account": service_account,
-            "audience": audience,
-            "expires_in": expires_in,
-        }
-        return str(self._call("POST", "/sa-token", body)["token"])
-
-    def access_token(
-        self,
-        identity: str | None = None,
-        resource: str | None = None,
-        expires_in: int | None = None,
-    ) -> str:
-        """A signed access token minted directly (for tests of expired/wrong-audience tokens)."""
-        body: dict[str, Any] = {}
-        if identity is not None:
-            body["identity"] = identity
-        if resource is not None:
-            body["resource"] = resource
-        if expires_in is not None:
-            body["expires_in"] = expires_in
-        return str(self._call("POST", "/tokens", body)["access_token"])
-
-    def fault(self, **kw: Any) -> None:
-        """Set a fault rule: vault, endpoint, latency_ms, rate_429, rate_503, drop, retry_after."""
-        self._call("POST", "/faults", kw)
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
-    def counters(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/counters")["requests"]
-        return result
-
-    def count(
-        self, vault: str | None = None, operation: str | None = None, status: int | None = None
-    ) -> int:
-        return sum(
-            int(c["count"])
-            for c in self.counters()
-            if (vault is None or c["vault"] == vault)
-            and (operation is None or c["operation"] == operation)
-            and (status is None or c["status"] == status)
-        )
-
-    def reset_counters(self) -> None:
-        self._call("POST", "/counters/reset")
-
-    def revoke(self, identity: str) -> None:
-        self._call("POST", f"/identities/{identity}/revoke")

@@ -45,6 +45,54 @@ def _resource_from_scope(scope: str) -> str | None:
     return None
 
 
+def openid_configuration(host: str, tenant_id: str, issuer: str, v2: bool) -> dict[str, Any]:
+    """The tenant's OpenID discovery document (v1 or v2 endpoints)."""
+    base = f"{host}/{tenant_id}"
+    prefix = f"{base}/oauth2/v2.0" if v2 else f"{base}/oauth2"
+    return {
+        "token_endpoint": f"{prefix}/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "jwks_uri": f"{base}/discovery/v2.0/keys" if v2 else f"{base}/discovery/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": f"{base}/v2.0" if v2 else issuer,
+        "request_uri_parameter_supported": False,
+        "authorization_endpoint": f"{prefix}/authorize",
+        "device_authorization_endpoint": f"{prefix}/devicecode",
+        "end_session_endpoint": f"{prefix}/logout",
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
+        "tenant_region_scope": None,
+        "cloud_instance_name": "devstack",
+    }
+
+
+def token_body(issued: Issued, v2: bool) -> dict[str, Any]:
+    """The token response: v2 has numbers and no resource; v1 strings and the resource."""
+    if v2:
+        return {
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "ext_expires_in": issued.expires_in,
+            "access_token": issued.access_token,
+        }
+    return {
+        "token_type": "Bearer",
+        "expires_in": str(issued.expires_in),
+        "ext_expires_in": str(issued.expires_in),
+        "expires_on": str(issued.expires_on),
+        "not_before": str(issued.not_before),
+        "resource": issued.resource,
+        "access_token": issued.access_token,
+    }
+
+
 class EntraApp:
     """Routes: /<tenant>/oauth2/token (v1), /<tenant>/oauth2/v2.0/token (v2),
     /<tenant>/v2.0/.well-known/openid-configuration, /<tenant>/.well-known/openid-configuration,
@@ -95,10 +143,15 @@ class EntraApp:
                 90002,
                 f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID.",
             )
-        if rest == ["v2.0", ".well-known", "openid-configuration"] and request.method == "GET":
-            return json_response(200, self._openid(v2=True))
-        if rest == [".well-known", "openid-configuration"] and request.method == "GET":
-            return json_response(200, self._openid(v2=False))
+        openid = {
+            ("v2.0", ".well-known", "openid-configuration"): True,
+            (".well-known", "openid-configuration"): False,
+        }.get(tuple(rest))
+        if openid is not None and request.method == "GET":
+            document = openid_configuration(
+                self.host, self.world.tenant_id, self.issuer.issuer, v2=openid
+            )
+            return json_response(200, document)
         if rest in (["discovery", "v2.0", "keys"], ["discovery", "keys"]):
             return json_response(200, self.issuer.jwks())
         if rest == ["oauth2", "v2.0", "token"] and request.method == "POST":
@@ -106,32 +159,6 @@ class EntraApp:
         if rest == ["oauth2", "token"] and request.method == "POST":
             return self._token(request, v2=False)
         return aad_error(404, "invalid_request", 900561, "The endpoint only accepts known paths.")
-
-    def _openid(self, v2: bool) -> dict[str, Any]:
-        base = f"{self.host}/{self.world.tenant_id}"
-        prefix = f"{base}/oauth2/v2.0" if v2 else f"{base}/oauth2"
-        return {
-            "token_endpoint": f"{prefix}/token",
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "private_key_jwt",
-                "client_secret_basic",
-            ],
-            "jwks_uri": f"{base}/discovery/v2.0/keys" if v2 else f"{base}/discovery/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/v2.0" if v2 else self.issuer.issuer,
-            "request_uri_parameter_supported": False,
-            "authorization_endpoint": f"{prefix}/authorize",
-            "device_authorization_endpoint": f"{prefix}/devicecode",
-            "end_session_endpoint": f"{prefix}/logout",
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
-            "tenant_region_scope": None,
-            "cloud_instance_name": "devstack",
-        }
 
     def _instance_discovery(self, request: Request) -> Response:
         endpoint = request.query.get("authorization_endpoint", "")
@@ -216,7 +243,7 @@ class EntraApp:
         if failure is not None:
             return failure
         issued = self.issuer.issue(identity, resource)
-        return json_response(200, self._token_body(issued, v2))
+        return json_response(200, token_body(issued, v2))
 
     def _authenticate(self, identity: Identity, form: dict[str, str]) -> Response | None:
         if "client_secret" in form:
@@ -249,25 +276,6 @@ class EntraApp:
             7000218,
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         )
-
-    @staticmethod
-    def _token_body(issued: Issued, v2: bool) -> dict[str, Any]:
-        if v2:
-            return {
-                "token_type": "Bearer",
-                "expires_in": issued.expires_in,
-                "ext_expires_in": issued.expires_in,
-                "access_token": issued.access_token,
-            }
-        return {
-            "token_type": "Bearer",
-            "expires_in": str(issued.expires_in),
-            "ext_expires_in": str(issued.expires_in),
-            "expires_on": str(issued.expires_on),
-            "not_before": str(issued.not_before),
-            "resource": issued.resource,
-            "access_token": issued.access_token,
-        }
 
 
 def imds_error(status: int, description: str, error: str = "invalid_request") -> Response:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from driver.csi import protogen
 from driver.csi.proto import csi_pb2, csi_pb2_grpc, pluginregistration_pb2
+from tools import protogen
 
 
 def test_committed_generated_code_is_fresh(tmp_path: Path, repo_root: Path) -> None:

@@ -169,6 +169,69 @@ def wheel(stages: list[Stage], tmp_path_factory: pytest.TempPathFactory) -> Path
     return built
 
 
+def pip_wheel(project: Path, out: Path) -> Path:
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-cache-dir", "--no-deps", "-w", str(out), "."],
+        cwd=project,
+    )
+    (built,) = out.glob("*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository as a fresh clone has it: no build leftovers a wheel build could pick up."""
+    dest = tmp_path_factory.mktemp("checkout") / "repo"
+    leftovers = shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+    )
+    shutil.copytree(REPO, dest, ignore=leftovers)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def runtime_wheel(checkout: Path) -> Path:
+    """`pip wheel .` at the repository root: the product's runtime wheel."""
+    return pip_wheel(checkout, checkout.parent / "runtime-wheel")
+
+
+def entry_points(wheel: Path) -> str:
+    archive = zipfile.ZipFile(wheel)
+    (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    return archive.read(name).decode()
+
+
+def test_runtime_wheel_holds_the_product_and_no_dev_code(runtime_wheel: Path) -> None:
+    names = set(zipfile.ZipFile(runtime_wheel).namelist())
+    assert {"driver/__main__.py", "driver/csi/proto/csi_pb2.py", "flexvolume/__init__.py"} <= names
+    assert {"flexvolume/azure~kv/kv", "flexvolume/install.sh"} <= names
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top <= {"driver", "flexvolume", "podidentity", "kube", "azcommon"}, top
+    assert not [n for n in names if n.split("/")[0] in ("devstack", "tools", "bench", "tests")]
+    assert not [n for n in names if n.endswith("protogen.py")]
+    scripts = entry_points(runtime_wheel)
+    assert "kv-csi-driver = driver.__main__:main" in scripts
+    assert "kv-devstack" not in scripts and "devstack" not in scripts
+
+
+def test_image_wheel_is_the_runtime_wheel(wheel: Path, runtime_wheel: Path) -> None:
+    # Every product package reaches the build stage (Dockerfile COPY and .dockerignore).
+    built_in_image = set(zipfile.ZipFile(wheel).namelist())
+    assert built_in_image == set(zipfile.ZipFile(runtime_wheel).namelist())
+
+
+def test_devstack_is_its_own_dev_distribution(checkout: Path) -> None:
+    dev_wheel = pip_wheel(checkout / "dev", checkout.parent / "dev-wheel")
+    names = set(zipfile.ZipFile(dev_wheel).namelist())
+    assert {
+        "devstack/__main__.py",
+        "devstack/default_seed.yaml",
+        "devstack/keyvault/app.py",
+    } <= names
+    assert not [n for n in names if n.startswith(("driver/", "flexvolume/", "tools/"))]
+    assert "kv-devstack = devstack.__main__:main" in entry_points(dev_wheel)
+
+
 @pytest.fixture(scope="module")
 def runtime(stages: list[Stage], wheel: Path) -> Path:
     """A fresh virtual environment that went through the runtime stage's RUN steps."""
@@ -287,5 +350,5 @@ def test_installer_daemonset_installs_the_shim_from_the_image_layout(
 def test_build_context_holds_only_what_the_wheel_is_built_from(tmp_path: Path) -> None:
     context = build_context(tmp_path / "context")
     top = {p.name for p in context.iterdir()}
-    assert top == {"pyproject.toml", "README.md", "driver", "devstack", "flexvolume"}
+    assert top == {"pyproject.toml", "README.md", "driver", "flexvolume"}
     assert not list(context.rglob("__pycache__"))

@@ -1,8 +1,9 @@
 """Regenerate the committed Python code for the protobuf definitions in protos/.
 
-Run as ``python -m driver.csi.protogen [--out DIR]`` (``make proto``). Output goes under
-``DIR/driver/csi/proto/`` (DIR defaults to the repository root): ``*_pb2.py``,
-``*_pb2_grpc.py`` and mypy-protobuf ``.pyi`` stubs for each ``.proto`` file.
+Run as ``python -m tools.protogen [--out DIR]`` (``make proto``) from the repository root; a
+dev tool, never in the wheel. Output goes under ``DIR/driver/csi/proto/`` (DIR defaults to the
+repository root): ``*_pb2.py``, ``*_pb2_grpc.py`` and mypy-protobuf ``.pyi`` stubs for each
+``.proto`` file.
 
 protoc's virtual path mapping (``-Idriver/csi/proto=protos``) makes each ``.proto`` live at
 ``driver/csi/proto/<name>.proto`` as far as protoc is concerned, so the generated modules
@@ -28,7 +29,7 @@ class ProtogenError(RuntimeError):
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def generated_names() -> list[str]:
@@ -99,7 +100,7 @@ def generate(out: Path, protos_dir: Path | None = None) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m driver.csi.protogen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.protogen", description=__doc__)
     parser.add_argument(
         "--out",
         type=Path,

@@ -1,0 +1,1 @@
+"""Dev-only tools (code generation); not part of the product's wheel or image."""
