@@ -92,7 +92,11 @@ class DaemonProcess:
                 cwd=world.REPO,
             )
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop(signal.SIGKILL)  # a daemon that never got ready must not linger
+                raise
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
