@@ -17,6 +17,7 @@ from devstack.harness.daemon import DaemonProcess
 from devstack.harness.node import flex_target
 from devstack.harness.shim import ShimResult, run_shim
 from driver.mounts import mount_points
+from tests.fixtures.daemon import StartDaemon
 
 
 @pytest.fixture

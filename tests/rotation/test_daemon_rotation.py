@@ -51,7 +51,8 @@ def test_csi_and_flexvolume_volumes_both_rotate(
         # The other object's file was carried over, not rewritten from Key Vault.
         assert (target / "secret1").read_bytes() == b"testkv-secret1-value"
     assert "rotated volume" in daemon.log() and "rotated-Q9x" not in daemon.log()
-    assert "kv_driver_rotations_total 2.0" in daemon.metrics()
+    # The counter moves just after the files swap: wait for it rather than race it.
+    assert wait_for(lambda: "kv_driver_rotations_total 2.0" in daemon.metrics()), daemon.metrics()
 
 
 def test_sigkill_mid_cycle_then_restart_keeps_every_volume(
