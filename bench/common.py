@@ -7,27 +7,23 @@ A row compares a measured value with a baseline measured in the same run and wit
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devstack.client import Devstack
+from devstack.harness.daemon import DaemonProcess
+from devstack.harness.engine import core_settings
+from devstack.harness.node import default_mount_mode, release_mounts
+from devstack.harness.shim import run_shim, shim_command
+from devstack.harness.world import VAULT
 
-TENANT = "11111111-1111-1111-1111-111111111111"
-VAULT = "testkv"
-POD = "nginx-csi-kv-podid"  # a seed pod that NMI gives the `pod-identity` identity
-NAMESPACE = "default"
-REPO = Path(__file__).resolve().parent.parent
-SHIM = REPO / "flexvolume" / "azure~kv" / "kv"
+__all__ = ["VAULT", "default_mount_mode", "release_mounts"]  # re-exported for the benchmarks
+DEADLINE = 5.0  # seconds for NMI and each request: generous, timings are measured not bounded
 
 
 # -- result rows ----------------------------------------------------------------------------------
@@ -113,35 +109,23 @@ class Context:
         return path
 
     def settings(self, state_dir: Path, **overrides: Any) -> Any:
-        from driver.config import Settings
+        """Settings for an in-process engine, as the daemon would build them."""
+        return core_settings(
+            state_dir, self.devstack, self.mount_mode, deadline=DEADLINE, **overrides
+        )
 
-        values: dict[str, Any] = {
-            "state_dir": state_dir,
-            "mount_mode": self.mount_mode,
-            "cloud_config": Path(self.devstack.cloud_config),
-            "rotation_poll_interval": 120.0,
-            "nmi_deadline": 5.0,
-            "request_timeout": 5.0,
-        }
-        values.update(overrides)
-        return Settings(**values)
-
-
-def default_mount_mode() -> str:
-    """tmpfs only where real mounts cannot leak to the host (root in a private namespace)."""
-    from driver.mounts import private_mount_namespace
-
-    return "tmpfs" if private_mount_namespace() else "dir"
-
-
-def release_mounts(root: Path) -> None:
-    """Unmount whatever a crashed benchmark left mounted under `root` (deepest first)."""
-    from driver.mounts import TmpfsMounter, mount_points
-
-    prefix = str(root.resolve()) + "/"
-    leftovers = sorted((p for p in mount_points() if p.startswith(prefix)), reverse=True)
-    for point in leftovers:
-        TmpfsMounter().release(Path(point))
+    def daemon(self, name: str, *extra: str) -> DaemonProcess:
+        """A (not yet started) daemon with its own scratch root; `with` starts and stops it."""
+        return DaemonProcess(
+            self.scratch(name),
+            self.devstack,
+            self.mount_mode,
+            ["--log-level", "warning", *extra],
+            node_id="bench-node",
+            nmi_deadline=f"{DEADLINE:g}s",
+            request_timeout=f"{DEADLINE:g}s",
+            metrics=False,  # as before: no HTTP server in the measured process
+        )
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -181,66 +165,6 @@ def pod_uid() -> str:
     return str(uuid.uuid4())
 
 
-def csi_attributes(
-    stack: Devstack,
-    names: Iterable[str],
-    *,
-    uid: str,
-    versions: Iterable[str] | None = None,
-) -> dict[str, str]:
-    """CSI volume attributes for the seed pod with pod identity, azure/kv list style."""
-    names = list(names)
-    attrs = {
-        "usePodIdentity": "true",
-        "nmiport": str(stack.nmi_port),
-        "keyvaultName": VAULT,
-        "tenantId": TENANT,
-        "csi.storage.k8s.io/pod.name": POD,
-        "csi.storage.k8s.io/pod.namespace": NAMESPACE,
-        "csi.storage.k8s.io/pod.uid": uid,
-        "csi.storage.k8s.io/ephemeral": "true",
-        "keyvaultobjectnames": ";".join(names),
-        "keyvaultobjecttypes": ";".join("secret" for _ in names),
-    }
-    if versions is not None:
-        attrs["keyvaultobjectversions"] = ";".join(versions)
-    return attrs
-
-
-def flex_options(stack: Devstack, names: Iterable[str], *, uid: str) -> dict[str, str]:
-    """The options kubelet hands the azure/kv shim for the same volume, pod identity."""
-    names = list(names)
-    return {
-        "usepodidentity": "true",
-        "nmiport": str(stack.nmi_port),
-        "keyvaultname": VAULT,
-        "tenantid": TENANT,
-        "keyvaultobjectnames": ";".join(names),
-        "keyvaultobjecttypes": ";".join("secret" for _ in names),
-        "kubernetes.io/fsType": "",
-        "kubernetes.io/pod.name": POD,
-        "kubernetes.io/pod.namespace": NAMESPACE,
-        "kubernetes.io/pod.uid": uid,
-        "kubernetes.io/pvOrVolumeName": "secrets",
-        "kubernetes.io/readwrite": "rw",
-        "kubernetes.io/serviceAccount.name": "default",
-    }
-
-
-def csi_target(root: Path, uid: str, name: str = "kv") -> Path:
-    """kubelet's CSI mount path; kubelet creates the parent, the driver the dir itself."""
-    path = root / "pods" / uid / "volumes" / "kubernetes.io~csi" / name / "mount"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def flex_target(root: Path, uid: str, name: str = "kv") -> Path:
-    """kubelet's FlexVolume mount dir `<root>/pods/<uid>/volumes/azure~kv/<name>`."""
-    path = root / "pods" / uid / "volumes" / "azure~kv" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def ensure_secrets(stack: Devstack, prefix: str, count: int) -> tuple[list[str], list[str]]:
     """`count` secrets named `<prefix>-NN` in the vault; returns (names, current versions)."""
     names = [f"{prefix}-{i:02d}" for i in range(count)]
@@ -253,146 +177,15 @@ def keyvault_requests(stack: Devstack) -> int:
     return stack.count(vault=VAULT)
 
 
-# -- a daemon subprocess ----------------------------------------------------------------------------
+# -- the FlexVolume shim --------------------------------------------------------------------------
 
 
-class Daemon:
-    """A real `python -m driver` process with its own state dir and sockets."""
-
-    def __init__(self, ctx: Context, root: Path, *extra: str) -> None:
-        self.root = root
-        self.csi_socket = root / "csi.sock"
-        self.flex_socket = root / "flex.sock"
-        self.log_path = root / "daemon.log"
-        self.argv = [
-            sys.executable, "-m", "driver",
-            "--endpoint", f"unix://{self.csi_socket}",
-            "--nodeid", "bench-node",
-            "--state-dir", str(root / "state"),
-            "--mount-mode", ctx.mount_mode,
-            "--cloud-config", str(ctx.devstack.cloud_config),
-            "--flexvolume-socket", str(self.flex_socket),
-            "--nmi-deadline", "5s",
-            "--request-timeout", "5s",
-            "--log-level", "warning",
-            *extra,
-        ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._channel: Any = None
-
-    def __enter__(self) -> Daemon:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 30.0) -> Daemon:
-        import grpc
-
-        from driver.csi.proto import csi_pb2, csi_pb2_grpc
-
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=env, cwd=REPO)
-        deadline = time.monotonic() + timeout
-        stub = csi_pb2_grpc.IdentityStub(self.channel)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}; see {self.log_path}")
-            try:
-                if stub.Probe(csi_pb2.ProbeRequest(), timeout=1).ready.value:
-                    return self
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"daemon not ready within {timeout:.0f} s; see {self.log_path}")
-
-    @property
-    def channel(self) -> Any:
-        if self._channel is None:
-            import grpc
-
-            self._channel = grpc.insecure_channel(f"unix://{self.csi_socket}")
-        return self._channel
-
-    @property
-    def node(self) -> Any:
-        from driver.csi.proto import csi_pb2_grpc
-
-        return csi_pb2_grpc.NodeStub(self.channel)
-
-    def publish(self, volume_id: str, target: Path, attributes: dict[str, str]) -> None:
-        from driver.csi.proto import csi_pb2
-
-        mode = csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_READER_ONLY
-        request = csi_pb2.NodePublishVolumeRequest(
-            volume_id=volume_id,
-            target_path=str(target),
-            readonly=True,
-            volume_capability=csi_pb2.VolumeCapability(
-                mount=csi_pb2.VolumeCapability.MountVolume(),
-                access_mode=csi_pb2.VolumeCapability.AccessMode(mode=mode),
-            ),
-            volume_context=attributes,
-        )
-        self.node.NodePublishVolume(request, timeout=60)
-
-    def unpublish(self, volume_id: str, target: Path) -> None:
-        from driver.csi.proto import csi_pb2
-
-        self.node.NodeUnpublishVolume(
-            csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target)),
-            timeout=60,
-        )
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        raise RuntimeError("VmRSS not found")
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def shim_python() -> str:
-    """The node's system interpreter, as kubelet would find it; else the one running us."""
-    for candidate in ("/usr/bin/python3", "/bin/python3"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("python3") or sys.executable
-
-
-def run_shim(python: str, socket: Path, log: Path, *args: str) -> tuple[str, float]:
-    """Exec the shim as kubelet does; (stdout, wall ms). Fails loudly on a non-Success reply."""
-    env = {"PATH": "/usr/bin:/bin", "KV_FLEX_SOCKET": str(socket), "KV_FLEX_LOG": str(log)}
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [python, "-I", "-S", str(SHIM), *args],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
+def shim(python: str, socket: Path, log: Path, *args: str) -> float:
+    """Exec the shim as kubelet does (PATH of a node, `python -I -S`); its wall time in ms.
+    Fails loudly on a non-Success reply."""
+    result = run_shim(
+        args, socket=socket, log=log, executable=shim_command(python), path="/usr/bin:/bin"
     )
-    elapsed = ms_since(t0)
-    out = proc.stdout.decode("utf-8", errors="replace")
-    if '"Success"' not in out:
-        raise RuntimeError(f"shim {args[0]} failed ({proc.returncode}): {out.strip()[:300]}")
-    return out, elapsed
+    if result.status != "Success":
+        raise RuntimeError(f"shim {args[0]} failed ({result.returncode}): {result.message[:300]}")
+    return result.elapsed_ms

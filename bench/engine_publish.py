@@ -17,17 +17,8 @@ import uuid
 from functools import partial
 from pathlib import Path
 
-from bench.common import (
-    VAULT,
-    Budget,
-    Context,
-    Row,
-    csi_attributes,
-    ensure_secrets,
-    median,
-    pod_uid,
-    timed_ms,
-)
+from bench.common import VAULT, Budget, Context, Row, ensure_secrets, median, pod_uid, timed_ms
+from devstack.harness.attributes import csi_attributes
 
 NAME = "engine_publish"
 TITLE = "engine publish, 25 ms Key Vault latency"
@@ -49,7 +40,7 @@ def _publish_once(ctx: Context, core: object, names: list[str], uid: str, root: 
     request = PublishRequest(
         volume_id=volume_id,
         target_path=target,
-        attributes=csi_attributes(ctx.devstack, names, uid=uid),
+        attributes=csi_attributes(ctx.devstack.nmi_port, names, uid=uid),
     )
     elapsed = timed_ms(partial(core.engine.publish, request))
     core.engine.unpublish(volume_id, target)

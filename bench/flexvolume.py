@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from functools import partial
@@ -17,20 +16,18 @@ from functools import partial
 from bench.common import (
     Budget,
     Context,
-    Daemon,
     Row,
-    csi_attributes,
-    csi_target,
     ensure_secrets,
-    flex_options,
-    flex_target,
     median,
     ms_since,
     pod_uid,
-    run_shim,
-    shim_python,
+    shim,
     timed_ms,
 )
+from devstack.harness import world
+from devstack.harness.attributes import csi_attributes, flex_options, go_json
+from devstack.harness.node import csi_target, flex_target
+from devstack.harness.shim import system_python
 
 NAME = "flexvolume"
 TITLE = "FlexVolume shim: init and mount"
@@ -45,7 +42,7 @@ def bare_interpreter_ms(python: str) -> float:
 
 def run(ctx: Context) -> list[Row]:
     stack = ctx.devstack
-    python = shim_python()
+    python = system_python()
     root = ctx.scratch("flex")
     log = root / "flex.log"
     budget = Budget(60)
@@ -53,7 +50,7 @@ def run(ctx: Context) -> list[Row]:
     init: list[float] = []
     bare: list[float] = []
     for _ in range(ctx.runs(21, 3)):
-        init.append(run_shim(python, root / "none.sock", log, "init")[1])
+        init.append(shim(python, root / "none.sock", log, "init"))
         bare.append(bare_interpreter_ms(python))
 
     names, _ = ensure_secrets(stack, "bench-flex", OBJECTS)
@@ -62,10 +59,9 @@ def run(ctx: Context) -> list[Row]:
     runs = ctx.runs(11, 2)
     # One pod with many volumes: the credential and SDK clients stay warm on both paths.
     uid = pod_uid()
-    attributes = csi_attributes(stack, names, uid=uid)
-    # kubelet marshals the options with Go's encoding/json: sorted keys, no spaces.
-    options = json.dumps(flex_options(stack, names, uid=uid), sort_keys=True, separators=(",", ":"))
-    with Daemon(ctx, ctx.scratch("flexd")) as daemon:
+    attributes = csi_attributes(stack.nmi_port, names, uid=uid)
+    options = go_json(flex_options(stack.nmi_port, names, uid=uid, pod=world.CSI_POD))
+    with ctx.daemon("flexd") as daemon:
         for i in range(runs + 1):  # the first round is the primer
             volume_id = f"bench-csi-{i}"
             target = csi_target(root, uid, volume_id)
@@ -75,8 +71,8 @@ def run(ctx: Context) -> list[Row]:
                 csi.append(elapsed)
 
             mount_dir = flex_target(root, uid, f"flex-{i}")
-            _, elapsed = run_shim(python, daemon.flex_socket, log, "mount", str(mount_dir), options)
-            run_shim(python, daemon.flex_socket, log, "unmount", str(mount_dir))
+            elapsed = shim(python, daemon.flex_socket, log, "mount", str(mount_dir), options)
+            shim(python, daemon.flex_socket, log, "unmount", str(mount_dir))
             if i:
                 flex.append(elapsed)
             if i and budget.over():

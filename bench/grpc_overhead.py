@@ -11,18 +11,9 @@ from __future__ import annotations
 import uuid
 from functools import partial
 
-from bench.common import (
-    Budget,
-    Context,
-    Daemon,
-    Row,
-    csi_attributes,
-    csi_target,
-    ensure_secrets,
-    median,
-    pod_uid,
-    timed_ms,
-)
+from bench.common import Budget, Context, Row, ensure_secrets, median, pod_uid, timed_ms
+from devstack.harness.attributes import csi_attributes
+from devstack.harness.node import csi_target
 
 NAME = "grpc_overhead"
 TITLE = "CSI gRPC publish versus a direct engine call"
@@ -39,13 +30,13 @@ def run(ctx: Context) -> list[Row]:
     budget = Budget(60)
     root = ctx.scratch("grpc")
     uid = pod_uid()
-    attributes = csi_attributes(stack, names, uid=uid)
+    attributes = csi_attributes(stack.nmi_port, names, uid=uid)
     core = build_core(ctx.settings(root / "state"))
     direct: list[float] = []
     via_grpc: list[float] = []
     try:
         core.engine.restore()
-        with Daemon(ctx, ctx.scratch("grpcd")) as daemon:
+        with ctx.daemon("grpcd") as daemon:
             for i in range(runs + 1):  # the first round is the primer
                 volume_id = f"bench-{uuid.uuid4().hex[:12]}"
                 target = csi_target(root, uid, volume_id)

@@ -23,16 +23,15 @@ from bench.common import (
     VAULT,
     Budget,
     Context,
-    Daemon,
     Row,
-    csi_attributes,
-    csi_target,
     ensure_secrets,
     keyvault_requests,
     median,
     ms_since,
     pod_uid,
 )
+from devstack.harness.attributes import csi_attributes
+from devstack.harness.node import csi_target
 
 NAME = "rotation"
 TITLE = "rotation: requests per cycle, daemon RSS, version-to-file latency"
@@ -52,7 +51,7 @@ def publish_volumes(
         uid = pod_uid()
         volume_id = f"bench-rot-{uuid.uuid4().hex[:12]}"
         target = csi_target(root, uid)
-        attributes = csi_attributes(ctx.devstack, names, uid=uid, versions=versions)
+        attributes = csi_attributes(ctx.devstack.nmi_port, names, uid=uid, versions=versions)
         core.engine.publish(PublishRequest(volume_id, target, attributes))
         return volume_id, target
 
@@ -157,7 +156,7 @@ def daemon_rss(ctx: Context) -> list[Row]:
     stack = ctx.devstack
     count = ctx.runs(500, 20)
     root = ctx.scratch("rss")
-    with Daemon(ctx, ctx.scratch("rssd")) as daemon:
+    with ctx.daemon("rssd") as daemon:
         time.sleep(0.5)  # let start-up settle
         idle = daemon.rss_mib()
         published: list[tuple[str, Path]] = []
@@ -165,7 +164,8 @@ def daemon_rss(ctx: Context) -> list[Row]:
         def one(i: int) -> tuple[str, Path]:
             uid = pod_uid()
             target = csi_target(root, uid)
-            daemon.publish(f"bench-rss-{i}", target, csi_attributes(stack, ["secret1"], uid=uid))
+            attributes = csi_attributes(stack.nmi_port, ["secret1"], uid=uid)
+            daemon.publish(f"bench-rss-{i}", target, attributes)
             return f"bench-rss-{i}", target
 
         t0 = time.perf_counter()
@@ -199,8 +199,8 @@ def rotation_latency(ctx: Context, budget: Budget) -> list[Row]:
     target = csi_target(root, uid)
     samples: list[float] = []
     interval = f"{POLL_INTERVAL:g}s"
-    with Daemon(ctx, ctx.scratch("lived"), "--rotation-poll-interval", interval) as daemon:
-        daemon.publish("bench-live", target, csi_attributes(stack, [name], uid=uid))
+    with ctx.daemon("lived", "--rotation-poll-interval", interval) as daemon:
+        daemon.publish("bench-live", target, csi_attributes(stack.nmi_port, [name], uid=uid))
         path = target / name
         jitter = random.Random(7)
         for i in range(ctx.runs(7, 2)):

@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from devstack.client import Devstack
+from devstack.harness.world import TENANT
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.proto import pluginregistration_pb2 as reg_pb2
 from driver.csi.proto import pluginregistration_pb2_grpc as reg_grpc
@@ -30,7 +31,6 @@ from driver.mounts import mount_points, private_mount_namespace
 REPO = Path(__file__).resolve().parent.parent
 SHIM = REPO / "flexvolume" / "azure~kv" / "kv"
 DRIVER = "kv.csi.azure.com"
-TENANT = "11111111-1111-1111-1111-111111111111"
 
 
 def say(text: str = "") -> None:

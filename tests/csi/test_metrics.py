@@ -10,8 +10,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.harness.daemon import DaemonProcess
 from driver.csi.proto import csi_pb2
-from tests.fixtures.daemon import DaemonProcess
 
 
 def samples(daemon: DaemonProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -90,13 +90,14 @@ def test_throttled_vault_requests_are_counted_by_status(
     assert value(daemon, ops, operation="publish", source="csi", result="RESOURCE_EXHAUSTED") == 1
 
 
-def test_healthz_is_200_while_the_grpc_server_answers_probe(daemon: DaemonProcess) -> None:
-    assert healthz(daemon) == 200
-    url = f"http://127.0.0.1:{daemon.metrics_port}/nothing-here"
+def test_healthz_is_200_while_the_grpc_server_answers_probe(shared_daemon: DaemonProcess) -> None:
+    assert healthz(shared_daemon) == 200
+    url = f"http://127.0.0.1:{shared_daemon.metrics_port}/nothing-here"
     assert requests.get(url, timeout=10).status_code == 404
 
 
 def test_healthz_is_503_when_the_grpc_socket_cannot_be_reached(daemon: DaemonProcess) -> None:
     # Without its socket file nobody (kubelet included) can reach the plugin: not healthy.
+    # (A fresh daemon: this one stays broken.)
     daemon.csi_socket.unlink()
     assert healthz(daemon) == 503

@@ -11,21 +11,21 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
+from devstack.client import Devstack
+from devstack.harness.daemon import DaemonProcess
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.proto import pluginregistration_pb2 as reg_pb2
 from driver.csi.proto import pluginregistration_pb2_grpc as reg_grpc
-from tests.fixtures.daemon import DaemonProcess
 
 KUBELET_PATH = "/var/lib/kubelet/plugins/kv.csi.azure.com/csi.sock"
 
 
 @pytest.fixture
-def registering(devstack: Any, mount_mode: str) -> Iterator[DaemonProcess]:
+def registering(devstack: Devstack, mount_mode: str) -> Iterator[DaemonProcess]:
     # A short root: pytest's tmp paths push `<dir>/kv.csi.azure.com-reg.sock` past the 107-byte
     # limit of a unix socket path (kubelet's /var/lib/kubelet/plugins_registry is short).
     root = Path(tempfile.mkdtemp(prefix="kvreg-"))
@@ -43,7 +43,7 @@ def registering(devstack: Any, mount_mode: str) -> Iterator[DaemonProcess]:
     try:
         yield daemon.start()
     finally:
-        daemon.stop()
+        daemon.stop()  # synchronously: its directory goes next
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -123,9 +123,9 @@ def test_sigterm_removes_the_registration_socket(registering: DaemonProcess) -> 
 
 
 def test_without_registration_flags_no_registration_socket_is_served(
-    daemon: DaemonProcess,
+    shared_daemon: DaemonProcess,
 ) -> None:
     # Sidecar mode: node-driver-registrar owns the registry directory.
-    assert find_registration_sockets(daemon.registration_dir) == []
-    assert list(daemon.registration_dir.iterdir()) == []
-    assert daemon.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=5).node_id
+    assert find_registration_sockets(shared_daemon.registration_dir) == []
+    assert list(shared_daemon.registration_dir.iterdir()) == []
+    assert shared_daemon.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=5).node_id

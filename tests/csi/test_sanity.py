@@ -24,9 +24,9 @@ from typing import Any
 import grpc
 import pytest
 
+from devstack.harness.daemon import DaemonProcess
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.mounts import mount_points
-from tests.fixtures.daemon import DaemonProcess
 
 Service = csi_pb2.PluginCapability.Service
 NodeRpc = csi_pb2.NodeServiceCapability.RPC
@@ -35,14 +35,10 @@ ControllerRpc = csi_pb2.ControllerServiceCapability.RPC
 PLUGIN_NAME = re.compile(r"^[a-zA-Z][A-Za-z0-9-\\.\\_]{0,61}[a-zA-Z]$")
 
 
-@pytest.fixture(scope="module")
-def plugin(
-    tmp_path_factory: pytest.TempPathFactory, devstack: Any, mount_mode: str
-) -> Iterator[DaemonProcess]:
-    daemon = DaemonProcess(tmp_path_factory.mktemp("sanity"), devstack, mount_mode, [])
-    daemon.start()
-    yield daemon
-    daemon.stop()
+@pytest.fixture
+def plugin(shared_daemon: DaemonProcess) -> DaemonProcess:
+    """The plugin under test: the module's daemon with default flags."""
+    return shared_daemon
 
 
 @pytest.fixture

@@ -9,30 +9,19 @@ from typing import Any
 
 import pytest
 
+from devstack.client import Devstack
+from devstack.harness.attributes import csi_attributes
+from devstack.harness.engine import core_settings
 from driver.app import Core, build_core
-from driver.config import Settings
 from driver.contract import PublishRequest
-
-TENANT = "11111111-1111-1111-1111-111111111111"
 
 
 @pytest.fixture
-def make_core(devstack: Any, tmp_path: Path, mount_mode: str) -> Iterator[Callable[..., Core]]:
+def make_core(devstack: Devstack, tmp_path: Path, mount_mode: str) -> Iterator[Callable[..., Core]]:
     cores: list[Core] = []
 
     def make(**overrides: Any) -> Core:
-        settings = Settings(
-            **{
-                "state_dir": tmp_path / "state",
-                "mount_mode": mount_mode,
-                "cloud_config": Path(devstack.cloud_config),
-                "rotation_poll_interval": 120.0,
-                "nmi_deadline": 2.0,
-                "request_timeout": 2.0,
-                **overrides,
-            }
-        )
-        core = build_core(settings)
+        core = build_core(core_settings(tmp_path / "state", devstack, mount_mode, **overrides))
         core.engine.restore()
         cores.append(core)
         return core
@@ -45,23 +34,14 @@ def make_core(devstack: Any, tmp_path: Path, mount_mode: str) -> Iterator[Callab
 
 
 @pytest.fixture
-def pod_request(tmp_path: Path, devstack: Any) -> Callable[..., PublishRequest]:
-    """A CSI-style request for the seed pod, with pod identity, overridable."""
+def pod_request(tmp_path: Path, devstack: Devstack) -> Callable[..., PublishRequest]:
+    """A CSI-style request for the seed pod, with pod identity, overridable (None removes a
+    key)."""
 
-    def make(attributes: dict[str, str] | None = None, **kw: Any) -> PublishRequest:
-        attrs = {
-            "usePodIdentity": "true",
-            "nmiport": str(devstack.nmi_port),
-            "keyvaultName": "testkv",
-            "tenantId": TENANT,
-            "csi.storage.k8s.io/pod.name": "nginx-csi-kv-podid",
-            "csi.storage.k8s.io/pod.namespace": "default",
-            "csi.storage.k8s.io/pod.uid": str(uuid.uuid4()),
-            "keyvaultobjectnames": "secret1",
-            "keyvaultobjecttypes": "secret",
-        }
-        attrs.update(attributes or {})
-        attrs = {k: v for k, v in attrs.items() if v is not None}
+    def make(attributes: dict[str, str | None] | None = None, **kw: Any) -> PublishRequest:
+        attrs = csi_attributes(
+            devstack.nmi_port, uid=str(uuid.uuid4()), ephemeral=False, extra=attributes
+        )
         kw.setdefault("volume_id", f"vol-{uuid.uuid4().hex[:12]}")
         kw.setdefault("target_path", tmp_path / "pods" / kw["volume_id"] / "mount")
         Path(kw["target_path"]).parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-TENANT = "11111111-1111-1111-1111-111111111111"
+from devstack.harness.world import TENANT
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:

@@ -3,8 +3,9 @@ temporary directory, in front of a recording engine."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,16 @@ from tests.flexvolume.recording_engine import RecordingEngine
 
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
-    # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer.
-    path = Path(tempfile.mkdtemp(prefix="kvflex-", dir="/tmp"))
+    # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer. Digits only
+    # after the prefix: a random name could contain an option value (say "rw") that a test
+    # checks is absent from a log that names the socket path.
+    for n in itertools.count():
+        path = Path(f"/tmp/kvflex-{os.getpid()}-{n}")
+        try:
+            path.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
     try:
         yield path
     finally:

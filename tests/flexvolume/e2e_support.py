@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
-from tests.flexvolume.kubelet import go_json
-from tests.flexvolume.shimrun import run_shim
+from devstack.harness.attributes import flex_pod_options, go_json
+from devstack.harness.daemon import DaemonProcess
+from devstack.harness.node import flex_target
+from devstack.harness.shim import run_shim
+from devstack.harness.world import FLEX_POD
 
-TENANT = "11111111-1111-1111-1111-111111111111"
 
-
-def flex_mount(daemon: Any, options: dict[str, str], pod: str = "nginx-flex-kv-podid") -> Path:
+def flex_mount(daemon: DaemonProcess, options: dict[str, str], pod: str = FLEX_POD) -> Path:
+    """Mount a seed-world pod-identity volume with `options` through `daemon`'s bridge."""
     uid = str(uuid.uuid4())
-    target = daemon.root / "pods" / uid / "volumes" / "azure~kv" / "kv"
-    target.mkdir(parents=True)
-    full = {
-        "usepodidentity": "true",
-        "nmiport": str(daemon.devstack.nmi_port),
-        "keyvaultname": "testkv",
-        "tenantid": TENANT,
-        "kubernetes.io/pod.name": pod,
-        "kubernetes.io/pod.namespace": "default",
-        "kubernetes.io/pod.uid": uid,
-        **options,
-    }
+    target = flex_target(daemon.root, uid, create=True)
+    full = flex_pod_options(daemon.devstack.nmi_port, uid=uid, pod=pod, extra=options)
     result = run_shim(
         ["mount", str(target), go_json(full)],
         socket=daemon.flex_socket,

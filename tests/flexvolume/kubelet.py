@@ -1,9 +1,9 @@
-"""What kubelet hands a FlexVolume driver: a realistic mount dir and options map."""
+"""What kubelet hands a FlexVolume driver outside the devstack world: a realistic mount dir and
+options map for the shim and bridge tests (a made-up vault and tenant; nothing is fetched)."""
 
 from __future__ import annotations
 
 import base64
-import json
 
 UID = "6f1f3ad4-7d7c-4d1b-9a40-3c1c2b0f7e11"
 MOUNT_DIR = f"/var/lib/kubelet/pods/{UID}/volumes/azure~kv/secrets"
@@ -29,8 +29,3 @@ def kubelet_options(**extra: str) -> dict[str, str]:
     }
     options.update(extra)
     return options
-
-
-def go_json(options: dict[str, str]) -> str:
-    # kubelet marshals the map with Go's encoding/json: sorted keys, no spaces.
-    return json.dumps(options, sort_keys=True, separators=(",", ":"))

@@ -6,51 +6,51 @@ from __future__ import annotations
 import base64
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from devstack.harness import world
+from devstack.harness.attributes import flex_options, go_json
+from devstack.harness.daemon import DaemonProcess
+from devstack.harness.node import flex_target
+from devstack.harness.shim import ShimResult, run_shim
 from driver.mounts import mount_points
-from tests.flexvolume.kubelet import go_json
-from tests.flexvolume.shimrun import ShimResult, run_shim
-
-TENANT = "11111111-1111-1111-1111-111111111111"
+from tests.fixtures.daemon import StartDaemon
 
 
-def seed_options(daemon: Any, mount_dir: Path, **extra: str) -> dict[str, str]:
+@pytest.fixture
+def daemon(shared_daemon: DaemonProcess) -> DaemonProcess:
+    """Here `daemon` is the module's shared daemon: each test mounts into a pod directory of its
+    own and none stops it (test_daemon_down_fails_fast starts its own)."""
+    return shared_daemon
+
+
+def seed_options(daemon: DaemonProcess, mount_dir: Path, **extra: str | None) -> dict[str, str]:
     """The seed pod's flexVolume options (from the original docs) plus what kubelet adds."""
-    uid = mount_dir.parts[-4]
-    options = {
-        "usepodidentity": "true",
-        "nmiport": str(daemon.devstack.nmi_port),
-        "keyvaultname": "testkv",
-        "keyvaultobjectnames": "secret1;key1;cert1",
-        "keyvaultobjecttypes": "secret;key;cert",
-        "keyvaultobjectversions": "",
-        "resourcegroup": "rg",
-        "subscriptionid": "00000000-0000-0000-0000-000000000000",
-        "tenantid": TENANT,
-        "kubernetes.io/fsType": "",
-        "kubernetes.io/pod.name": "nginx-flex-kv-podid",
-        "kubernetes.io/pod.namespace": "default",
-        "kubernetes.io/pod.uid": uid,
-        "kubernetes.io/pvOrVolumeName": "test",
-        "kubernetes.io/readwrite": "ro",
-        "kubernetes.io/serviceAccount.name": "default",
-    }
-    options.update(extra)
-    return {k: v for k, v in options.items() if v is not None}
+    return flex_options(
+        daemon.devstack.nmi_port,
+        [world.SECRET, world.KEY, world.CERT],
+        types=["secret", "key", "cert"],
+        uid=mount_dir.parts[-4],
+        volume="test",
+        readwrite="ro",
+        extra={
+            "keyvaultobjectversions": "",
+            "resourcegroup": "rg",
+            "subscriptionid": "00000000-0000-0000-0000-000000000000",
+            **extra,
+        },
+    )
 
 
-def mount_dir(daemon: Any) -> Path:
-    path = daemon.root / "pods" / str(uuid.uuid4()) / "volumes" / "azure~kv" / "test"
-    path.mkdir(parents=True)  # kubelet creates the FlexVolume mount dir before `mount`
-    return path
+def mount_dir(daemon: DaemonProcess) -> Path:
+    # kubelet creates the FlexVolume mount dir before `mount`
+    return flex_target(daemon.root, str(uuid.uuid4()), "test", create=True)
 
 
-def shim(daemon: Any, *args: str) -> ShimResult:
+def shim(daemon: DaemonProcess, *args: str) -> ShimResult:
     return run_shim(list(args), socket=daemon.flex_socket, log=daemon.root / "flex.log")
 
 
@@ -59,7 +59,9 @@ def assert_empty(path: Path) -> None:
     assert not path.exists() or not any(path.iterdir())
 
 
-def test_seed_pod_identity_pod_mounts_all_three_objects(daemon: Any, mount_mode: str) -> None:
+def test_seed_pod_identity_pod_mounts_all_three_objects(
+    daemon: DaemonProcess, mount_mode: str
+) -> None:
     target = mount_dir(daemon)
     result = shim(daemon, "mount", str(target), go_json(seed_options(daemon, target)))
     assert result.status == "Success", result.message
@@ -73,7 +75,7 @@ def test_seed_pod_identity_pod_mounts_all_three_objects(daemon: Any, mount_mode:
     assert shim(daemon, "unmount", str(target)).status == "Success"  # idempotent
 
 
-def test_service_principal_form_with_base64_secret_ref(daemon: Any) -> None:
+def test_service_principal_form_with_base64_secret_ref(daemon: DaemonProcess) -> None:
     sp = daemon.devstack.identities["kvcreds"]
     target = mount_dir(daemon)
     options = seed_options(
@@ -96,7 +98,7 @@ def test_service_principal_form_with_base64_secret_ref(daemon: Any) -> None:
     assert sp["client_secret"] not in (daemon.root / "flex.log").read_text()
 
 
-def test_vm_managed_identity_form(daemon: Any) -> None:
+def test_vm_managed_identity_form(daemon: DaemonProcess) -> None:
     target = mount_dir(daemon)
     options = seed_options(
         daemon,
@@ -111,7 +113,7 @@ def test_vm_managed_identity_form(daemon: Any) -> None:
     assert result.status == "Success", result.message
 
 
-def test_option_values_with_spaces_split_across_argv_words(daemon: Any) -> None:
+def test_option_values_with_spaces_split_across_argv_words(daemon: DaemonProcess) -> None:
     target = mount_dir(daemon)
     text = go_json(
         seed_options(
@@ -142,7 +144,7 @@ def test_option_values_with_spaces_split_across_argv_words(daemon: Any) -> None:
     ],
 )
 def test_bad_options_fail_clearly_with_no_files(
-    daemon: Any, change: dict[str, str | None], needle: str
+    daemon: DaemonProcess, change: dict[str, str | None], needle: str
 ) -> None:
     target = mount_dir(daemon)
     options = seed_options(daemon, target)
@@ -158,7 +160,7 @@ def test_bad_options_fail_clearly_with_no_files(
     assert_empty(target)
 
 
-def test_identity_without_access_fails_with_no_files(daemon: Any) -> None:
+def test_identity_without_access_fails_with_no_files(daemon: DaemonProcess) -> None:
     target = mount_dir(daemon)
     options = seed_options(daemon, target, **{"kubernetes.io/pod.name": "no-access-pod"})
     result = shim(daemon, "mount", str(target), go_json(options))
@@ -167,7 +169,7 @@ def test_identity_without_access_fails_with_no_files(daemon: Any) -> None:
     assert_empty(target)
 
 
-def test_daemon_down_fails_fast(start_daemon: Any) -> None:
+def test_daemon_down_fails_fast(start_daemon: StartDaemon) -> None:
     daemon = start_daemon()
     daemon.stop()
     target = mount_dir(daemon)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flexvolume.shimrun import INSTALLER, SHIM, check_output
+from devstack.harness.shim import check_output
+from devstack.harness.world import SHIM
+from devstack.harness.world import SHIM_INSTALLER as INSTALLER
 
 
 def install(target: Path, **env: str) -> subprocess.CompletedProcess[str]:

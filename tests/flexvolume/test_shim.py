@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flexvolume.kubelet import CLIENT_SECRET, MOUNT_DIR, go_json, kubelet_options
-from tests.flexvolume.shimrun import run_shim
+from devstack.harness.attributes import go_json
+from devstack.harness.shim import run_shim
+from tests.flexvolume.kubelet import CLIENT_SECRET, MOUNT_DIR, kubelet_options
 
 
 def test_init_reports_success_and_no_attach_without_a_daemon(nowhere: Path, log_file: Path) -> None:

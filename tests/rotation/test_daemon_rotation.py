@@ -7,9 +7,10 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from devstack.client import Devstack
 from driver.mounts import make_mounter, mount_points
+from tests.fixtures.daemon import StartDaemon
 from tests.flexvolume.e2e_support import flex_mount
 
 POLL = "1s"
@@ -31,7 +32,9 @@ def content(path: Path) -> bytes | None:
         return None
 
 
-def test_csi_and_flexvolume_volumes_both_rotate(start_daemon: Any, devstack: Any) -> None:
+def test_csi_and_flexvolume_volumes_both_rotate(
+    start_daemon: StartDaemon, devstack: Devstack
+) -> None:
     daemon = start_daemon("--rotation-poll-interval", POLL)
     name = f"drot-{uuid.uuid4().hex[:8]}"
     devstack.set_secret("testkv", name, "v1")
@@ -48,11 +51,12 @@ def test_csi_and_flexvolume_volumes_both_rotate(start_daemon: Any, devstack: Any
         # The other object's file was carried over, not rewritten from Key Vault.
         assert (target / "secret1").read_bytes() == b"testkv-secret1-value"
     assert "rotated volume" in daemon.log() and "rotated-Q9x" not in daemon.log()
-    assert "kv_driver_rotations_total 2.0" in daemon.metrics()
+    # The counter moves just after the files swap: wait for it rather than race it.
+    assert wait_for(lambda: "kv_driver_rotations_total 2.0" in daemon.metrics()), daemon.metrics()
 
 
 def test_sigkill_mid_cycle_then_restart_keeps_every_volume(
-    start_daemon: Any, devstack: Any, tmp_path: Path, mount_mode: str
+    start_daemon: StartDaemon, devstack: Devstack, tmp_path: Path, mount_mode: str
 ) -> None:
     root = tmp_path / "node"
     daemon = start_daemon("--rotation-poll-interval", POLL, root=root)
@@ -92,7 +96,7 @@ def test_sigkill_mid_cycle_then_restart_keeps_every_volume(
         assert wait_for(lambda t=target: content(t / name) == b"again"), restarted.log()
 
 
-def test_volume_of_a_deleted_pod_is_cleaned_up(start_daemon: Any, mount_mode: str) -> None:
+def test_volume_of_a_deleted_pod_is_cleaned_up(start_daemon: StartDaemon, mount_mode: str) -> None:
     daemon = start_daemon("--rotation-poll-interval", POLL)
     target = daemon.target("gone-pod")
     daemon.node.NodePublishVolume(daemon.publish_request("gone", target, daemon.pod_attributes()))
@@ -105,7 +109,7 @@ def test_volume_of_a_deleted_pod_is_cleaned_up(start_daemon: Any, mount_mode: st
 
 
 def test_deleting_a_state_record_stops_managing_the_volume(
-    start_daemon: Any, devstack: Any
+    start_daemon: StartDaemon, devstack: Devstack
 ) -> None:
     daemon = start_daemon("--rotation-poll-interval", POLL)
     name = f"watch-{uuid.uuid4().hex[:8]}"
