@@ -176,11 +176,11 @@ class KeyVaultFetcher:
             names = [p.version for p in enabled]
             if obj.version not in names:
                 raise NotFound(
-                    self._describe(vault, obj, obj.version) + ": version not found or disabled"
+                    _describe(vault, obj, obj.version) + ": version not found or disabled"
                 )
             enabled = enabled[names.index(obj.version) :]
         if not enabled:
-            raise NotFound(self._describe(vault, obj, "") + ": no enabled versions")
+            raise NotFound(_describe(vault, obj, "") + ": no enabled versions")
         return [p.version for p in enabled[: obj.version_history]]
 
     def _call(
@@ -199,7 +199,7 @@ class KeyVaultFetcher:
             if wait > 0:
                 if wait > deadline.remaining():
                     raise ResourceExhausted(
-                        self._describe(vault, obj, version)
+                        _describe(vault, obj, version)
                         + f": vault {vault.name} is throttling requests (retry in {wait:.0f}s)"
                     )
                 self._sleep(wait)
@@ -225,11 +225,11 @@ class KeyVaultFetcher:
                     reauthenticated = True
                     continue
                 if code not in RETRYABLE or not self._retry(deadline, retry_after):
-                    raise self._classify(vault, obj, version, exc) from None
+                    raise _classify(vault, obj, version, exc) from None
             except (ServiceRequestError, ServiceResponseError) as exc:
                 if not self._retry(deadline, None):
                     raise Unavailable(
-                        self._describe(vault, obj, version)
+                        _describe(vault, obj, version)
                         + f": no answer from {vault.url} ({type(exc).__name__})"
                     ) from None
             finally:
@@ -242,33 +242,31 @@ class KeyVaultFetcher:
         """Wait for the next attempt; False when attempts or time are used up."""
         return deadline.attempts + 1 < self._attempts and deadline.wait(retry_after)
 
-    @staticmethod
-    def _describe(vault: VaultRef, obj: ObjectSpec, version: str) -> str:
-        return (
-            f"{obj.type.value} {obj.name!r} (version {version or 'latest'}) in vault {vault.name}"
-        )
 
-    def _classify(
-        self, vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseError
-    ) -> KvError:
-        code = exc.status_code or 0
-        service_code = ""
-        if exc.error is not None and exc.error.code:
-            service_code = str(exc.error.code)
-        detail = f"{self._describe(vault, obj, version)}: HTTP {code}" + (
-            f" {service_code}" if service_code else ""
+def _describe(vault: VaultRef, obj: ObjectSpec, version: str) -> str:
+    return f"{obj.type.value} {obj.name!r} (version {version or 'latest'}) in vault {vault.name}"
+
+
+def _classify(vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseError) -> KvError:
+    """A final Key Vault answer as the error kubelet (and the operator) should see."""
+    code = exc.status_code or 0
+    service_code = ""
+    if exc.error is not None and exc.error.code:
+        service_code = str(exc.error.code)
+    detail = f"{_describe(vault, obj, version)}: HTTP {code}" + (
+        f" {service_code}" if service_code else ""
+    )
+    if code == 401:
+        return Unauthenticated(detail + " (Key Vault rejected the token)")
+    if code == 403:
+        return PermissionDenied(
+            detail + " (the identity lacks permission in the vault's access policy,"
+            " or the version is disabled)"
         )
-        if code == 401:
-            return Unauthenticated(detail + " (Key Vault rejected the token)")
-        if code == 403:
-            return PermissionDenied(
-                detail + " (the identity lacks permission in the vault's access policy,"
-                " or the version is disabled)"
-            )
-        if code == 404:
-            return NotFound(detail)
-        if code == 429:
-            return ResourceExhausted(detail + " (throttled; kubelet will retry)")
-        if code == 400:
-            return InvalidArgument(detail)
-        return Unavailable(detail)
+    if code == 404:
+        return NotFound(detail)
+    if code == 429:
+        return ResourceExhausted(detail + " (throttled; kubelet will retry)")
+    if code == 400:
+        return InvalidArgument(detail)
+    return Unavailable(detail)
