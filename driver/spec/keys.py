@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from driver.auth.modes.registry import MODES
 from driver.errors import InvalidArgument
 
 FLEX = "kubernetes.io/"
@@ -29,12 +30,7 @@ OUR_KEYS = frozenset(
         "keyvaultname",
         *LIST_KEYS,
         "tenantid",
-        "usepodidentity",
         "nmiport",
-        "usevmmanagedidentity",
-        "vmmanagedidentityclientid",
-        "userassignedidentityid",
-        "clientid",
         "cloudname",
         "objects",
         "useazuretokenproxy",
@@ -45,6 +41,8 @@ OUR_KEYS = frozenset(
         "secretproviderclass",
         "providername",
     }
+    # Each identity mode names the keys it reads.
+    | {key for module in MODES for key in module.keys}
 )
 # Keys kubelet adds on its own. Pod keys are read; the rest carry no meaning for a tmpfs of files.
 KUBELET_KEYS = frozenset(

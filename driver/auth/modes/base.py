@@ -88,6 +88,8 @@ class IdentityModeModule(ABC):
     """One identity mode: parse, validate, build, key, and what rotation needs."""
 
     mode: IdentityMode
+    # The volume attributes (lower case) this mode reads; the parser knows them from here.
+    keys: frozenset[str] = frozenset()
     # Shown in "no identity mode is chosen: set one of ..." (in registry order).
     hint: str
     # Rotation cannot authenticate without the secret inputs kept in memory.

@@ -25,6 +25,7 @@ class PodIdentity(IdentityModeModule):
     """NMI answers for the pod (by name and namespace) with the identity MIC assigned it."""
 
     mode = IdentityMode.POD_IDENTITY
+    keys = frozenset({KEY})
     hint = 'usepodidentity: "true" (AAD pod identity)'
     proves_per_volume = True
 

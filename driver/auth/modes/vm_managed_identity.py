@@ -25,6 +25,7 @@ class VmManagedIdentity(IdentityModeModule):
     """IMDS on the node issues the token; a client id picks a user-assigned identity."""
 
     mode = IdentityMode.VM_MANAGED_IDENTITY
+    keys = frozenset({KEY, LEGACY_CLIENT, PROVIDER_CLIENT})
     hint = (
         'usevmmanagedidentity: "true" (VM managed identity, optionally with '
         "vmmanagedidentityclientid)"

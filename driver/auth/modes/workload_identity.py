@@ -33,6 +33,7 @@ class WorkloadIdentity(IdentityModeModule):
     """Keyed by application and service account: a republished token is the same identity."""
 
     mode = IdentityMode.WORKLOAD_IDENTITY
+    keys = frozenset({KEY})
     hint = "clientID (workload identity)"
     needs_stored_auth = True
     proves_per_volume = True
