@@ -16,6 +16,22 @@ class ObjectType(StrEnum):
     CERT = "cert"
 
 
+class ObjectFormat(StrEnum):
+    """How a certificate-backed secret is written (secrets only)."""
+
+    DEFAULT = ""  # not given: PEM
+    PEM = "pem"
+    PFX = "pfx"
+
+
+class ObjectEncoding(StrEnum):
+    """How a secret's stored text becomes the file's bytes (secrets only)."""
+
+    UTF8 = "utf-8"
+    BASE64 = "base64"
+    HEX = "hex"
+
+
 class IdentityMode(StrEnum):
     POD_IDENTITY = "pod-identity"
     SERVICE_PRINCIPAL = "service-principal"
@@ -37,8 +53,8 @@ class ObjectSpec:
     type: ObjectType
     version: str = ""  # "" means latest: such objects are polled for rotation
     alias: str = ""  # relative file path; "" means the object name
-    format: str = ""  # "", "pem" or "pfx" (secrets only)
-    encoding: str = "utf-8"  # "utf-8", "base64" or "hex" (secrets only)
+    format: ObjectFormat = ObjectFormat.DEFAULT  # secrets only
+    encoding: ObjectEncoding = ObjectEncoding.UTF8  # secrets only
     mode: int = DEFAULT_FILE_MODE
     version_history: int = 0  # >0: write the N newest enabled versions under <alias>/0..N-1
     vault: str = ""  # vault name; one per volume today, kept per object for multi-vault later

@@ -22,6 +22,8 @@ from driver.model import (
     AuthMaterial,
     IdentityMode,
     IdentitySpec,
+    ObjectEncoding,
+    ObjectFormat,
     ObjectSpec,
     ObjectType,
     PodInfo,
@@ -47,9 +49,20 @@ def spec_from_dict(raw: dict[str, Any]) -> VolumeSpec:
             client_id=str(ident.get("client_id", "")),
             nmi_port=int(ident.get("nmi_port", 2579)),
         ),
-        objects=tuple(ObjectSpec(**{**o, "type": ObjectType(o["type"])}) for o in raw["objects"]),
+        objects=tuple(_object_from_dict(o) for o in raw["objects"]),
         pod=PodInfo(**raw.get("pod", {})),
         cloud_name=str(raw.get("cloud_name", "")),
+    )
+
+
+def _object_from_dict(raw: dict[str, Any]) -> ObjectSpec:
+    return ObjectSpec(
+        **{
+            **raw,
+            "type": ObjectType(raw["type"]),
+            "format": ObjectFormat(raw.get("format", "")),
+            "encoding": ObjectEncoding(raw.get("encoding", "utf-8")),
+        }
     )
 
 

@@ -3,6 +3,9 @@
 The cache key is the identity itself, never something coarser: a pod must never be handed a
 token obtained for another pod, and a volume with a wrong client secret must never be served a
 token obtained with the right one.
+
+Everything that differs between identity modes (validation, building, keying, what rotation
+needs) lives in the mode's module under `driver.auth.modes`; this class only shares and frees.
 """
 
 from __future__ import annotations
@@ -18,15 +21,13 @@ from dataclasses import dataclass
 import requests
 from azure.core.credentials import TokenCredential
 
-from driver.auth.aad import AssertionHolder, ServicePrincipalCredential, WorkloadIdentityCredential
 from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook
-from driver.auth.imds import ImdsCredential
-from driver.auth.nmi import NmiCredential
+from driver.auth.modes.base import BuildContext
+from driver.auth.modes.registry import module_for
 from driver.auth.retry import Monotonic, Sleep
 from driver.cloud import Cloud
 from driver.config import Settings
-from driver.errors import InvalidArgument
-from driver.model import AuthMaterial, IdentityMode, VolumeSpec
+from driver.model import AuthMaterial, VolumeSpec
 
 DEFAULT_IMDS_DEADLINE = 30.0
 _NEEDS_AUTH = frozenset({IdentityMode.SERVICE_PRINCIPAL, IdentityMode.WORKLOAD_IDENTITY})
@@ -50,6 +51,8 @@ def _cloud_fingerprint(cloud: Cloud) -> tuple[str, ...]:
 
 
 class CredentialProvider:
+    """Credentials shared per identity, built and keyed by the identity mode's module."""
+
     def __init__(
         self,
         session: requests.Session,
@@ -62,42 +65,44 @@ class CredentialProvider:
         monotonic: Monotonic = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
-        self._session = session
-        self._settings = settings
-        self._clock = clock
-        self._hook = on_token_request
-        self._imds_deadline = imds_deadline
+        self._context = BuildContext(
+            session=session,
+            settings=settings,
+            clock=clock,
+            monotonic=monotonic,
+            sleep=sleep,
+            on_token_request=on_token_request,
+            imds_deadline=imds_deadline,
+        )
         # Opt-in: drop credentials nobody asked for in this long. Off by default, because a
         # caller that keeps a credential (e.g. inside a cached Key Vault client) would otherwise
         # hold an orphan that no longer receives republished service-account tokens.
         self._idle_ttl = idle_ttl
         self._monotonic = monotonic
-        self._sleep = sleep
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, tuple[str, ...]], _Entry] = {}
         # Keys the secret digest, so the key (which may appear in debug logs) is no offline
         # oracle for guessing the secret.
         self._pepper = secrets.token_bytes(32)
 
-    # --- identity keys -------------------------------------------------------------------------
+    # --- what each identity mode says -----------------------------------------------------------
 
     def identity_key(self, spec: VolumeSpec, auth: AuthMaterial) -> str:
         """A string naming exactly one identity (and, for secrets, one secret value)."""
-        identity = spec.identity
-        mode = identity.mode
-        client = identity.client_id.strip().lower()
-        tenant = spec.tenant_id.strip().lower()
-        if mode is IdentityMode.POD_IDENTITY:
-            pod = spec.pod
-            return f"{mode}|nmi:{identity.nmi_port}|{pod.namespace}/{pod.name}|{pod.uid}"
-        if mode is IdentityMode.SERVICE_PRINCIPAL:
-            return f"{mode}|{tenant}|{client}|{self._digest(auth.client_secret)}"
-        if mode is IdentityMode.VM_MANAGED_IDENTITY:
-            return f"{mode}|{client or 'system'}"
-        if mode is IdentityMode.WORKLOAD_IDENTITY:
-            pod = spec.pod
-            return f"{mode}|{tenant}|{client}|{pod.namespace}/{pod.service_account}"
-        raise InvalidArgument(f"unknown identity mode {mode!r}")
+        return module_for(spec.identity.mode).identity_key(spec, auth, self._digest)
+
+    def needs_stored_auth(self, spec: VolumeSpec) -> bool:
+        """Rotation cannot authenticate this volume without its secret inputs kept in memory."""
+        return module_for(spec.identity.mode).needs_stored_auth
+
+    def proves_per_volume(self, spec: VolumeSpec) -> bool:
+        """Volumes of one Azure identity share a rotation check, but each must get its own token
+        to prove the identity is still its own."""
+        return module_for(spec.identity.mode).proves_per_volume
+
+    def principal(self, spec: VolumeSpec, identity_key: str, credential: TokenCredential) -> str:
+        """Who Key Vault sees: volumes of the same Azure identity share one rotation check."""
+        return module_for(spec.identity.mode).principal(spec, identity_key, credential)
 
     def _digest(self, secret: str) -> str:
         return hmac.new(self._pepper, secret.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -106,18 +111,18 @@ class CredentialProvider:
 
     def credential_for(self, spec: VolumeSpec, auth: AuthMaterial, cloud: Cloud) -> KvCredential:
         """The shared credential for the volume's identity (created on first use)."""
-        _validate(spec, auth)
+        module = module_for(spec.identity.mode)
+        module.validate(spec, auth)  # the parser ran it too; specs may also come from elsewhere
         key = (self.identity_key(spec, auth), _cloud_fingerprint(cloud))
         now = self._monotonic()
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                entry = _Entry(self._build(spec, auth, cloud), now)
+                entry = _Entry(module.build(spec, auth, cloud, self._context), now)
                 self._entries[key] = entry
             entry.last_used = now
             idle = self._take_idle(now, keep=key)
-        if isinstance(entry.credential, WorkloadIdentityCredential):
-            entry.credential.assertion.update(auth.sa_token, auth.sa_token_expiry)
+        module.refresh(entry.credential, auth)
         for credential in idle:
             credential.close()
         return entry.credential
@@ -169,105 +174,6 @@ class CredentialProvider:
             return []
         stale = [k for k, e in self._entries.items() if k != keep and now - e.last_used > ttl]
         return [self._entries.pop(k).credential for k in stale]
-
-    def _build(self, spec: VolumeSpec, auth: AuthMaterial, cloud: Cloud) -> KvCredential:
-        identity = spec.identity
-        timeout = self._settings.request_timeout
-        mode = identity.mode
-        if mode is IdentityMode.POD_IDENTITY:
-            return NmiCredential(
-                session=self._session,
-                port=identity.nmi_port,
-                pod_namespace=spec.pod.namespace,
-                pod_name=spec.pod.name,
-                resource=cloud.keyvault_resource,
-                deadline=self._settings.nmi_deadline,
-                request_timeout=timeout,
-                clock=self._clock,
-                monotonic=self._monotonic,
-                sleep=self._sleep,
-                on_token_request=self._hook,
-            )
-        if mode is IdentityMode.VM_MANAGED_IDENTITY:
-            return ImdsCredential(
-                session=self._session,
-                endpoint=cloud.imds_endpoint,
-                client_id=identity.client_id,
-                resource=cloud.keyvault_resource,
-                deadline=self._imds_deadline,
-                request_timeout=timeout,
-                clock=self._clock,
-                monotonic=self._monotonic,
-                sleep=self._sleep,
-                on_token_request=self._hook,
-            )
-        if mode is IdentityMode.SERVICE_PRINCIPAL:
-            return ServicePrincipalCredential(
-                session=self._session,
-                cloud=cloud,
-                tenant_id=spec.tenant_id,
-                client_id=identity.client_id,
-                client_secret=auth.client_secret,
-                request_timeout=timeout,
-                clock=self._clock,
-                on_token_request=self._hook,
-            )
-        return WorkloadIdentityCredential(
-            session=self._session,
-            cloud=cloud,
-            tenant_id=spec.tenant_id,
-            client_id=identity.client_id,
-            namespace=spec.pod.namespace,
-            service_account=spec.pod.service_account,
-            assertion=AssertionHolder(auth.sa_token, auth.sa_token_expiry),
-            request_timeout=timeout,
-            clock=self._clock,
-            on_token_request=self._hook,
-        )
-
-
-def _require(checks: list[tuple[bool, str]], what: str) -> None:
-    missing = [name for ok, name in checks if not ok]
-    if missing:
-        raise InvalidArgument(f"{what} needs {', '.join(missing)}")
-
-
-def _validate(spec: VolumeSpec, auth: AuthMaterial) -> None:
-    """Everything a mode needs is present (checked before any network call)."""
-    identity = spec.identity
-    mode = identity.mode
-    pod = spec.pod
-    if mode is IdentityMode.POD_IDENTITY:
-        _require(
-            [(bool(pod.namespace), "the pod namespace"), (bool(pod.name), "the pod name")],
-            "pod identity (usepodidentity)",
-        )
-        if not 0 < identity.nmi_port < 65536:
-            raise InvalidArgument(f"nmiport {identity.nmi_port} is not a TCP port (1-65535)")
-    elif mode is IdentityMode.SERVICE_PRINCIPAL:
-        _require(
-            [
-                (bool(spec.tenant_id), "tenantId"),
-                (bool(identity.client_id), "clientid in the volume's secret"),
-                (bool(auth.client_secret), "clientsecret in the volume's secret"),
-            ],
-            "service principal authentication",
-        )
-    elif mode is IdentityMode.WORKLOAD_IDENTITY:
-        _require(
-            [
-                (bool(spec.tenant_id), "tenantId"),
-                (bool(identity.client_id), "clientID"),
-                (bool(pod.namespace), "the pod namespace"),
-                (bool(pod.service_account), "the pod's service account name"),
-                (
-                    bool(auth.sa_token),
-                    "a service-account token for audience api://AzureADTokenExchange "
-                    "(set tokenRequests on the CSIDriver)",
-                ),
-            ],
-            "workload identity",
-        )
 
 
 CredentialFactory = Callable[[VolumeSpec, AuthMaterial, Cloud], KvCredential]

@@ -13,14 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpTransport
-from azure.keyvault.certificates import CertificateClient
-from azure.keyvault.keys import KeyClient
-from azure.keyvault.secrets import SecretClient
 
 from driver.errors import (
     InvalidArgument,
@@ -31,9 +28,11 @@ from driver.errors import (
     Unauthenticated,
     Unavailable,
 )
-from driver.keyvault.objects import CertValue, Fetched, KeyValue, SecretValue
+from driver.keyvault.objects import Fetched
+from driver.keyvault.types.base import ObjectKind, VaultObjects
+from driver.keyvault.types.registry import kind_of
 from driver.metrics import Metrics
-from driver.model import ObjectSpec, ObjectType
+from driver.model import ObjectSpec
 from driver.retry import Deadline, parse_retry_after
 
 T = TypeVar("T")
@@ -64,6 +63,8 @@ class VaultGate:
 
 
 class KeyVaultFetcher:
+    """Fetches objects with the official SDK clients, one retry policy, and a per-vault gate."""
+
     def __init__(
         self,
         transport: HttpTransport,  # type: ignore[type-arg]
@@ -83,7 +84,8 @@ class KeyVaultFetcher:
         self._clock = clock
         self._sleep = sleep
         self.gate = VaultGate(clock)
-        self._clients: dict[tuple[str, str, str], Any] = {}
+        # One SDK client per (object type, vault, identity).
+        self._clients: dict[tuple[str, str, str], VaultObjects] = {}
         self._clients_lock = threading.Lock()
 
     # -- public ---------------------------------------------------------------------------------
@@ -131,23 +133,14 @@ class KeyVaultFetcher:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _client(self, kind: ObjectType, vault: VaultRef, cred: TokenCredential, key: str) -> Any:
-        ck = (kind.value, vault.url, key)
+    def _objects(
+        self, kind: ObjectKind, vault: VaultRef, cred: TokenCredential, key: str
+    ) -> VaultObjects:
+        ck = (kind.type.value, vault.url, key)
         with self._clients_lock:
             client = self._clients.get(ck)
             if client is None:
-                cls = {
-                    ObjectType.SECRET: SecretClient,
-                    ObjectType.KEY: KeyClient,
-                    ObjectType.CERT: CertificateClient,
-                }[kind]
-                client = cls(
-                    vault.url,
-                    cred,
-                    transport=self._transport,
-                    verify_challenge_resource=False,
-                    retry_total=0,
-                )
+                client = kind.open(vault.url, cred, self._transport)
                 self._clients[ck] = client
             return client
 
@@ -159,82 +152,35 @@ class KeyVaultFetcher:
         cred: TokenCredential,
         key: str,
     ) -> Fetched:
-        client = self._client(obj.type, vault, cred, key)
-        if obj.type is ObjectType.SECRET:
-            s = self._call(
-                vault,
-                obj,
-                version,
-                "secret.get",
-                lambda: client.get_secret(obj.name, version or None),
-                cred,
-            )
-            return SecretValue(
-                s.properties.version or "", s.value or "", s.properties.content_type or ""
-            )
-        if obj.type is ObjectType.KEY:
-            k = self._call(
-                vault,
-                obj,
-                version,
-                "key.get",
-                lambda: client.get_key(obj.name, version or None),
-                cred,
-            )
-            jwk = k.key
-            return KeyValue(
-                version=k.properties.version or "",
-                kty=str(getattr(jwk.kty, "value", jwk.kty) or ""),
-                n=bytes(jwk.n or b""),
-                e=bytes(jwk.e or b""),
-                crv=str(getattr(jwk.crv, "value", jwk.crv) or ""),
-                x=bytes(jwk.x or b""),
-                y=bytes(jwk.y or b""),
-            )
-
-        def get_cert() -> Any:
-            if version:
-                return client.get_certificate_version(obj.name, version)
-            return client.get_certificate(obj.name)
-
-        c = self._call(vault, obj, version, "certificate.get", get_cert, cred)
-        return CertValue(c.properties.version or "", bytes(c.cer or b""))
+        kind = kind_of(obj.type)
+        client = self._objects(kind, vault, cred, key)
+        return self._call(
+            vault, obj, version, kind.get_operation, lambda: client.get(obj.name, version), cred
+        )
 
     def _history_versions(
         self, vault: VaultRef, obj: ObjectSpec, cred: TokenCredential, key: str
     ) -> list[str]:
-        client = self._client(obj.type, vault, cred, key)
-        lister = {
-            ObjectType.SECRET: "list_properties_of_secret_versions",
-            ObjectType.KEY: "list_properties_of_key_versions",
-            ObjectType.CERT: "list_properties_of_certificate_versions",
-        }[obj.type]
+        kind = kind_of(obj.type)
+        client = self._objects(kind, vault, cred, key)
         props = self._call(
-            vault,
-            obj,
-            "",
-            f"{obj.type.value}.versions",
-            lambda: list(getattr(client, lister)(obj.name)),
-            cred,
+            vault, obj, "", kind.list_operation, lambda: client.versions(obj.name), cred
         )
         # Newest first; creation times have one-second resolution, so ties keep listing order.
         listed = [p for p in props if p.enabled is not False and p.version]
-        order = sorted(
-            range(len(listed)),
-            key=lambda i: (listed[i].created_on.timestamp() if listed[i].created_on else 0.0, i),
-            reverse=True,
-        )
+        created = [p.created_on.timestamp() if p.created_on else 0.0 for p in listed]
+        order = sorted(range(len(listed)), key=lambda i: (created[i], i), reverse=True)
         enabled = [listed[i] for i in order]
         if obj.version:
             # History counts back from the pinned version.
             names = [p.version for p in enabled]
             if obj.version not in names:
                 raise NotFound(
-                    self._describe(vault, obj, obj.version) + ": version not found or disabled"
+                    _describe(vault, obj, obj.version) + ": version not found or disabled"
                 )
             enabled = enabled[names.index(obj.version) :]
         if not enabled:
-            raise NotFound(self._describe(vault, obj, "") + ": no enabled versions")
+            raise NotFound(_describe(vault, obj, "") + ": no enabled versions")
         return [p.version for p in enabled[: obj.version_history]]
 
     def _call(
@@ -253,7 +199,7 @@ class KeyVaultFetcher:
             if wait > 0:
                 if wait > deadline.remaining():
                     raise ResourceExhausted(
-                        self._describe(vault, obj, version)
+                        _describe(vault, obj, version)
                         + f": vault {vault.name} is throttling requests (retry in {wait:.0f}s)"
                     )
                 self._sleep(wait)
@@ -279,11 +225,11 @@ class KeyVaultFetcher:
                     reauthenticated = True
                     continue
                 if code not in RETRYABLE or not self._retry(deadline, retry_after):
-                    raise self._classify(vault, obj, version, exc) from None
+                    raise _classify(vault, obj, version, exc) from None
             except (ServiceRequestError, ServiceResponseError) as exc:
                 if not self._retry(deadline, None):
                     raise Unavailable(
-                        self._describe(vault, obj, version)
+                        _describe(vault, obj, version)
                         + f": no answer from {vault.url} ({type(exc).__name__})"
                     ) from None
             finally:
@@ -296,33 +242,31 @@ class KeyVaultFetcher:
         """Wait for the next attempt; False when attempts or time are used up."""
         return deadline.attempts + 1 < self._attempts and deadline.wait(retry_after)
 
-    @staticmethod
-    def _describe(vault: VaultRef, obj: ObjectSpec, version: str) -> str:
-        return (
-            f"{obj.type.value} {obj.name!r} (version {version or 'latest'}) in vault {vault.name}"
-        )
 
-    def _classify(
-        self, vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseError
-    ) -> KvError:
-        code = exc.status_code or 0
-        service_code = ""
-        if exc.error is not None and exc.error.code:
-            service_code = str(exc.error.code)
-        detail = f"{self._describe(vault, obj, version)}: HTTP {code}" + (
-            f" {service_code}" if service_code else ""
+def _describe(vault: VaultRef, obj: ObjectSpec, version: str) -> str:
+    return f"{obj.type.value} {obj.name!r} (version {version or 'latest'}) in vault {vault.name}"
+
+
+def _classify(vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseError) -> KvError:
+    """A final Key Vault answer as the error kubelet (and the operator) should see."""
+    code = exc.status_code or 0
+    service_code = ""
+    if exc.error is not None and exc.error.code:
+        service_code = str(exc.error.code)
+    detail = f"{_describe(vault, obj, version)}: HTTP {code}" + (
+        f" {service_code}" if service_code else ""
+    )
+    if code == 401:
+        return Unauthenticated(detail + " (Key Vault rejected the token)")
+    if code == 403:
+        return PermissionDenied(
+            detail + " (the identity lacks permission in the vault's access policy,"
+            " or the version is disabled)"
         )
-        if code == 401:
-            return Unauthenticated(detail + " (Key Vault rejected the token)")
-        if code == 403:
-            return PermissionDenied(
-                detail + " (the identity lacks permission in the vault's access policy,"
-                " or the version is disabled)"
-            )
-        if code == 404:
-            return NotFound(detail)
-        if code == 429:
-            return ResourceExhausted(detail + " (throttled; kubelet will retry)")
-        if code == 400:
-            return InvalidArgument(detail)
-        return Unavailable(detail)
+    if code == 404:
+        return NotFound(detail)
+    if code == 429:
+        return ResourceExhausted(detail + " (throttled; kubelet will retry)")
+    if code == 400:
+        return InvalidArgument(detail)
+    return Unavailable(detail)

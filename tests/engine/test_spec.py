@@ -513,6 +513,8 @@ REJECTED = [
      ["kubernetes.io/pod.uid", "not a valid uid"]),
     ("workload without token", without(WORKLOAD, "csi.storage.k8s.io/serviceAccount.tokens"), None,
      ["clientID", "api://AzureADTokenExchange", "tokenRequests"]),
+    ("workload without service account", without(WORKLOAD, "csi.storage.k8s.io/serviceAccount.name"), None,
+     ["workload identity needs", "service account name"]),
     ("workload token for another audience", {**WORKLOAD, "csi.storage.k8s.io/serviceAccount.tokens": '{"other": {"token": "t"}}'}, None,
      ["api://AzureADTokenExchange", "tokenRequests"]),
     ("tokens not json", {**WORKLOAD, "csi.storage.k8s.io/serviceAccount.tokens": '{"api://AzureADTokenExchange": {"token": "' + SA_TOKEN}, None,

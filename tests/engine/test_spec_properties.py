@@ -243,6 +243,8 @@ def valid_volumes(draw: st.DrawFn) -> Volume:
     elif mode is IdentityMode.WORKLOAD_IDENTITY:
         client_id, token = CLIENT_ID, draw(secret_text)
         attrs["clientID"] = client_id
+        # Workload identity federates the pod's service account: kubelet always names it.
+        attrs[pod_prefix + "serviceAccount.name"] = "app"
         if draw(st.booleans()):
             attrs["csi.storage.k8s.io/serviceAccount.tokens"] = tokens_json(token)
         else:
@@ -299,6 +301,7 @@ def assert_consistent(parsed: ParsedVolume) -> None:
         assert identity.client_id and auth.client_secret and not auth.sa_token
     elif identity.mode is IdentityMode.WORKLOAD_IDENTITY:
         assert identity.client_id and auth.sa_token and not auth.client_secret
+        assert spec.pod.namespace and spec.pod.service_account
     else:
         assert not auth
     if identity.mode is IdentityMode.POD_IDENTITY:

@@ -1,0 +1,94 @@
+"""The settings every volume has, whatever its objects and identity: vault, tenant, cloud,
+the pod kubelet names, and the NMI port."""
+
+from __future__ import annotations
+
+import re
+
+from driver.errors import InvalidArgument
+from driver.model import DEFAULT_NMI_PORT, PodInfo
+from driver.spec.keys import CSI, FLEX, Keys, quote
+
+_VAULT_CHARS = re.compile(r"[A-Za-z0-9-]+")
+_TENANT = re.compile(r"[A-Za-z0-9.-]{1,253}")  # a GUID, a domain name, or "adfs"
+_CLOUD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_K8S_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
+_UID = re.compile(r"[A-Za-z0-9-]{1,64}")
+DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+def vault_name(attrs: Keys) -> str:
+    name = attrs.get("keyvaultname")
+    key = attrs.name("keyvaultname")
+    if not name:
+        raise InvalidArgument(f"{key} is required: the name of the Key Vault to read from")
+    problem = ""
+    if not 3 <= len(name) <= 24:
+        problem = "must be 3 to 24 characters long"
+    elif not _VAULT_CHARS.fullmatch(name):
+        problem = "may contain only letters, digits and hyphens"
+    elif not name[0].isalpha():
+        problem = "must start with a letter"
+    elif not name[-1].isalnum():
+        problem = "must end with a letter or digit"
+    elif "--" in name:
+        problem = 'must not contain "--"'
+    if problem:
+        raise InvalidArgument(f"{key} {quote(name)} is not a valid vault name: it {problem}")
+    return name
+
+
+def tenant(attrs: Keys) -> str:
+    value = attrs.get("tenantid")
+    key = attrs.name("tenantid")
+    if not value:
+        raise InvalidArgument(f"{key} is required: the Entra ID tenant (directory) id of the vault")
+    if not _TENANT.fullmatch(value):
+        raise InvalidArgument(
+            f"{key} {quote(value)} is not a valid tenant id (a GUID or domain name)"
+        )
+    return value
+
+
+def cloud_name(attrs: Keys) -> str:
+    cloud = attrs.get("cloudname")
+    if cloud and not _CLOUD.fullmatch(cloud):
+        raise InvalidArgument(
+            f"{attrs.name('cloudname')} {quote(cloud)} is not a valid cloud name "
+            "(e.g. AzurePublicCloud)"
+        )
+    return cloud
+
+
+def nmi_port(attrs: Keys) -> int:
+    text = attrs.get("nmiport")
+    if not text:
+        return DEFAULT_NMI_PORT
+    if not DIGITS.fullmatch(text) or not 1 <= int(text) <= 65535:
+        raise InvalidArgument(
+            f"{attrs.name('nmiport')} must be an integer between 1 and 65535, got {quote(text)}"
+        )
+    return int(text)
+
+
+def pod_info(attrs: Keys) -> PodInfo:
+    fields: dict[str, str] = {}
+    for field, suffix in (
+        ("name", "pod.name"),
+        ("namespace", "pod.namespace"),
+        ("uid", "pod.uid"),
+        ("service_account", "serviceaccount.name"),
+    ):
+        flex, csi = attrs.get(FLEX + suffix), attrs.get(CSI + suffix)
+        if flex and csi and flex != csi:
+            raise InvalidArgument(
+                f"{attrs.name(FLEX + suffix)} and {attrs.name(CSI + suffix)} disagree"
+            )
+        value = csi or flex
+        pattern = _UID if field == "uid" else _K8S_NAME
+        if value and not pattern.fullmatch(value):
+            key = attrs.name(CSI + suffix if csi else FLEX + suffix)
+            what = "uid" if field == "uid" else "Kubernetes name"
+            raise InvalidArgument(f"{key} {quote(value)} is not a valid {what}")
+        fields[field] = value
+    return PodInfo(**fields)

@@ -1,0 +1,70 @@
+"""The `azure/kv` FlexVolume's parallel `;`-separated lists: `keyvaultobjectnames`,
+`keyvaultobjecttypes`, `keyvaultobjectversions`, `keyvaultobjectaliases` (and the legacy
+singular keys). Every list must have exactly one entry per name."""
+
+from __future__ import annotations
+
+from driver.errors import InvalidArgument
+from driver.model import ObjectSpec
+from driver.spec.items import TYPE_NAMES, Draft, check_object_name, object_type, version
+from driver.spec.keys import ALIASES, NAMES, TYPES, VERSIONS, Keys, quote
+from driver.spec.paths import normalise_path
+
+
+def _split(attrs: Keys, key: str) -> list[str]:
+    return [part.strip() for part in attrs.get(key).split(";")]
+
+
+def list_objects(attrs: Keys, vault: str) -> list[Draft]:
+    names_key = attrs.pick(NAMES)
+    types_key = attrs.pick(TYPES)
+    versions_key = attrs.pick(VERSIONS)
+    aliases_key = attrs.pick(ALIASES)
+    if names_key is None:
+        other = next(k for k in (types_key, versions_key, aliases_key) if k is not None)
+        raise InvalidArgument(
+            f"{attrs.name(other)} is given without keyvaultobjectnames (the object names)"
+        )
+    names = _split(attrs, names_key)
+    if types_key is None:
+        raise InvalidArgument(
+            f"keyvaultobjecttypes is required: one of {TYPE_NAMES} for each object in "
+            f"{attrs.name(names_key)}, separated by ';'"
+        )
+
+    def matching(key: str | None) -> list[str] | None:
+        # A list must have exactly one entry per name (upstream silently dropped it otherwise).
+        if key is None:
+            return None
+        entries = _split(attrs, key)
+        if len(entries) != len(names):
+            raise InvalidArgument(
+                f"{attrs.name(key)} has {len(entries)} entries but {attrs.name(names_key)} has "
+                f"{len(names)}; give exactly one per object, separated by ';'"
+            )
+        return entries
+
+    types = matching(types_key) or []
+    versions = matching(versions_key)
+    aliases = matching(aliases_key)
+    drafts = []
+    for i, name in enumerate(names):
+        where = f"{attrs.name(names_key)} entry {i + 1}"
+        check_object_name(name, where)
+        label = f"object {i + 1} ({quote(name)})"
+        kind = object_type(types[i], f"{attrs.name(types_key)} entry {i + 1}")
+        pinned = ""
+        if versions is not None:
+            pinned = version(versions[i], f"{attrs.name(versions_key or '')} entry {i + 1}")
+        alias = ""
+        if aliases is not None:
+            alias_where = f"{attrs.name(aliases_key or '')} entry {i + 1}"
+            if not aliases[i]:
+                raise InvalidArgument(
+                    f"{alias_where} is empty; give every object an alias, or leave out "
+                    f"{attrs.name(aliases_key or '')} to use the object names"
+                )
+            alias = normalise_path(aliases[i], alias_where)
+        spec = ObjectSpec(name=name, type=kind, version=pinned, alias=alias, vault=vault)
+        drafts.append(Draft(spec, label))
+    return drafts
