@@ -12,6 +12,9 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY driver/ driver/
+COPY azcommon/ azcommon/
+COPY kube/ kube/
+COPY podidentity/ podidentity/
 COPY flexvolume/ flexvolume/
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/mypy --strict --scripts-are-modules 'flexvolume/azure~kv/kv'
 
 fmt: $(STAMP)

@@ -64,7 +64,7 @@ def naive_check(core: Any) -> None:
     """The per-volume baseline: every object of every volume asked for, one get each."""
     jobs = []
     for record in core.ledger.all():
-        access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(record.volume_id))
+        access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(record))
         jobs.extend((access, obj) for obj in record.spec.objects)
     with ThreadPoolExecutor(8) as pool:  # the rotator's pool size
         list(pool.map(lambda job: core.resolver.latest(*job), jobs))

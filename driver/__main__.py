@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from azcommon.errors import KvError
+from azcommon.log import setup_logging
 from driver.config import add_daemon_flags, settings_from_args
-from driver.errors import KvError
-from driver.log import setup_logging
 
 
 def _mount_once(argv: Sequence[str]) -> int:

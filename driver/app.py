@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import requests
 
+from azcommon.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
+from azcommon.http import make_session, make_transport
 from driver.auth.provider import CredentialProvider
-from driver.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
 from driver.config import Settings
 from driver.engine import Engine
 from driver.files import AtomicWriter
-from driver.http import make_session, make_transport
 from driver.keyvault.fetch import KeyVaultFetcher
 from driver.ledger import Ledger
 from driver.metrics import Metrics

@@ -48,7 +48,7 @@ class PublishResult:
 
 
 class VolumeService(Protocol):
-    """What the edges need from the core. Errors are `driver.errors.KvError`."""
+    """What the edges need from the core. Errors are `azcommon.errors.KvError`."""
 
     def publish(self, request: PublishRequest) -> object: ...
 

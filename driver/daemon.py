@@ -17,6 +17,7 @@ from types import FrameType
 import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from azcommon.errors import InvalidArgument
 from driver.app import Core, build_core
 from driver.config import Settings
 from driver.csi.controller import placeholder_controller
@@ -25,9 +26,9 @@ from driver.csi.node import NodeService
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.proto import pluginregistration_pb2_grpc as reg_grpc
 from driver.csi.registration import RegistrationService
-from driver.errors import InvalidArgument
 from driver.flexbridge import FlexBridge
 from driver.statewatch import StateWatcher
+from driver.volumes import VolumeRecord
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,18 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        problems = self.core.engine.restore()
+        # Records load first (disk only, fast) so publishes see them; lost volumes are rebuilt
+        # in the background once the sockets and /healthz answer, so a slow vault or NMI never
+        # keeps kubelet or the liveness probe waiting.
+        problems, lost = self.core.engine.reload()
         for problem in problems:
             log.warning("state: %s", problem)
-        log.info("restored %d volumes from %s", len(self.core.ledger), self.settings.state_dir)
+        log.info(
+            "loaded %d volumes from %s (%d to rebuild)",
+            len(self.core.ledger),
+            self.settings.state_dir,
+            len(lost),
+        )
         serve_unix(self._grpc, self.socket)
         log.info("CSI endpoint listening on %s", self.socket)
         if self.settings.flexvolume_socket:
@@ -117,7 +126,18 @@ class Daemon:
         if self.settings.registration_dir:
             self._start_registration(self.settings.registration_dir)
         self._watcher.start()
+        if lost:
+            threading.Thread(
+                target=self._rebuild, args=(lost,), name="kv-restore", daemon=True
+            ).start()
         self.core.rotator.start()
+
+    def _rebuild(self, lost: list[VolumeRecord]) -> None:
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-restore") as workers:
+            problems = self.core.engine.recover_all(lost, workers)
+        for problem in problems:
+            log.warning("state: %s", problem)
+        log.info("restore done: %d of %d volumes rebuilt", len(lost) - len(problems), len(lost))
 
     def _start_registration(self, directory: Path) -> None:
         endpoint = self.settings.kubelet_registration_path or str(self.socket)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from azcommon.errors import FailedPrecondition, Internal, InvalidArgument, KvError
 from driver.contract import FileInfo, PublishRequest, PublishResult
-from driver.errors import FailedPrecondition, Internal, KvError
 from driver.keyvault.objects import Fetched, RenderedFile
 from driver.keyvault.render import render
 from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.placement import Placement
 from driver.resolve import Prepared, ResolvedVolume, Resolver
+from driver.targets import check_target_path, check_volume_id
 from driver.volumes import VolumeRecord
 
 log = logging.getLogger(__name__)
@@ -50,59 +52,97 @@ class Engine:
     # -- front-door use-cases -------------------------------------------------------------------
 
     def publish(self, request: PublishRequest) -> PublishResult:
-        with self._measure("publish", request.source), self._ledger.exclusive(request.volume_id):
+        check_volume_id(request.volume_id)
+        target = check_target_path(request.target_path)
+        with (
+            self._measure("publish", request.source),
+            self._ledger.exclusive(request.volume_id, target),
+        ):
+            existing = self._existing(request.volume_id, target)
             prepared = self._resolver.prepare(request)
-            existing = self._ledger.get(request.volume_id)
-            if existing is not None and self._fresh(existing, prepared, request.target_path):
+            if existing is not None and self._fresh(existing, prepared):
                 # kubelet republishes (requiresRepublish) to hand over fresh tokens: nothing to fetch.
-                self._ledger.remember_auth(request.volume_id, prepared.auth)
-                listing = self._placement.listing(request.target_path)
-                return _result(existing, listing, fetched=False)
+                self._ledger.remember_auth(existing, prepared.auth)
+                return _result(existing, self._placement.listing(target), fetched=False)
             try:
                 resolved = self._resolver.fetch(prepared)
-                record = self._place(request, resolved, existing)
-            except BaseException:
-                if existing is None:
-                    # Nothing of this identity may stay cached for a volume that never mounted.
+            except KvError as exc:
+                if existing is None or not self._keeps_files(existing, prepared, exc):
                     self._release_unused(prepared)
-                raise
-            self._ledger.remember_auth(request.volume_id, prepared.auth)
+                    raise
+                return _result(existing, self._placement.listing(target), fetched=False)
+            record = self._record(request, target, resolved, existing)
+            if existing is None:
+                self._place_new(record, resolved, prepared)
+            else:
+                self._replace(existing, record, resolved, prepared)
             log.info(
                 "published volume %s at %s: %d objects from vault %s",
                 request.volume_id,
-                request.target_path,
+                target,
                 len(resolved.spec.objects),
                 resolved.spec.vault_name,
             )
             return _result(record, _infos(resolved.files), fetched=True)
 
     def unpublish(self, volume_id: str, target_path: Path) -> None:
-        record = self._ledger.find(volume_id, target_path)
+        check_volume_id(volume_id)
+        target = check_target_path(target_path)
+        record = self._ledger.at(target)
         source = record.source if record else "unknown"
-        with self._measure("unpublish", source), self._ledger.exclusive(volume_id):
-            self._placement.release(target_path)
-            if record is not None:
-                self._ledger.drop(record, self._resolver.release)
-                log.info("unpublished volume %s at %s", record.volume_id, target_path)
-            self._ledger.forget_auth(volume_id)
+        with self._measure("unpublish", source), self._ledger.exclusive(volume_id, target):
+            if record is None:
+                # Nothing of ours is there: at most an empty directory is removed.
+                self._placement.remove_if_empty(target)
+                return
+            self._placement.release(target)
+            self._ledger.drop(record, self._resolver.release)
+            log.info("unpublished volume %s at %s", record.volume_id, target)
 
     def ready(self) -> bool:
         return self._ledger.ready()
 
     def restore(self) -> list[str]:
-        """Reload state after a (re)start; rebuild lost volumes. Returns the problems seen."""
+        """Reload state and rebuild lost volumes, one after another. Returns the problems seen.
+        (The daemon serves first and rebuilds in the background: `reload` + `recover_all`.)"""
+        problems, lost = self.reload()
+        return problems + self.recover_all(lost)
+
+    def reload(self) -> tuple[list[str], list[VolumeRecord]]:
+        """Load the records (fast, disk only): forget volumes whose target is gone, sweep crash
+        leftovers from intact ones. Returns the problems seen and the volumes to rebuild."""
         problems = self._ledger.open()
+        lost: list[VolumeRecord] = []
         for record in self._ledger.all():
             target = Path(record.target_path)
             if not target.exists():
                 self.forget(record)
             elif not self.intact(record):
-                try:
-                    self.recover(record)
-                except KvError as exc:
-                    problems.append(f"volume {record.volume_id}: not recovered yet: {exc}")
+                lost.append(record)
             else:
                 self._placement.sweep(target)  # a payload left by a crash mid-swap
+        return problems, lost
+
+    def recover_all(
+        self, records: list[VolumeRecord], workers: ThreadPoolExecutor | None = None
+    ) -> list[str]:
+        """Rebuild lost volumes (concurrently on `workers`); returns the problems seen."""
+        problems: list[str] = []
+        self._metrics.restore_pending.set(len(records))
+
+        def one(record: VolumeRecord) -> None:
+            try:
+                self.recover(record)
+            except KvError as exc:
+                problems.append(f"volume {record.volume_id}: not recovered yet: {exc}")
+            finally:
+                self._metrics.restore_pending.dec()
+
+        if workers is None:
+            for record in records:
+                one(record)
+        else:
+            list(workers.map(one, records))
         return problems
 
     # -- asked for by rotation ------------------------------------------------------------------
@@ -112,10 +152,13 @@ class Engine:
 
     def recover(self, record: VolumeRecord) -> None:
         """Re-mount and rewrite a recorded volume from Key Vault (its files were lost)."""
-        with self._ledger.exclusive(record.volume_id):
+        target = Path(record.target_path)
+        with self._ledger.exclusive(record.volume_id, target):
             self._ledger.require_current(record)
-            resolved = self._resolver.refetch(record, self._ledger.auth_of(record.volume_id))
-            target = Path(record.target_path)
+            why = self._placement.refusal(target, ours=True)
+            if why is not None:
+                raise InvalidArgument(f"target_path {target} {why}")
+            resolved = self._resolver.refetch(record, self._ledger.auth_of(record))
             created = self._placement.place(target, resolved.files)
             record.versions = resolved.versions
             record.last_check = self._clock()
@@ -124,9 +167,9 @@ class Engine:
 
     def apply_rotation(self, record: VolumeRecord, changed: dict[str, list[Fetched]]) -> bool:
         """Swap in new versions of `changed` objects, keeping every other file as it is."""
-        with self._ledger.exclusive(record.volume_id):
+        target = Path(record.target_path)
+        with self._ledger.exclusive(record.volume_id, target):
             self._ledger.require_current(record)
-            target = Path(record.target_path)
             try:
                 files, versions = carry_over(record, changed, self._placement.current(target))
             except OSError as exc:
@@ -154,22 +197,59 @@ class Engine:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _fresh(self, existing: VolumeRecord, prepared: Prepared, target: Path) -> bool:
-        """A republish of the same volume checked within the poll interval needs no fetch."""
+    def _existing(self, volume_id: str, target: Path) -> VolumeRecord | None:
+        """Our record at the target, or None once the target is proven safe to mount at."""
+        existing = self._ledger.at(target)
+        if existing is None:
+            why = self._placement.refusal(target)
+            if why is not None:
+                raise InvalidArgument(f"target_path {target} {why}")
+        elif existing.volume_id != volume_id:
+            raise InvalidArgument(
+                f"target_path {target} already holds volume {existing.volume_id};"
+                " unpublish it first"
+            )
+        return existing
+
+    def _fresh(self, existing: VolumeRecord, prepared: Prepared) -> bool:
+        """A republish of the same volume, as the same identity (same secret, if any), checked
+        within the poll interval needs no fetch."""
         return (
             existing.spec == prepared.spec
-            and existing.target_path == str(target)
+            and existing.identity_key == prepared.access.identity_key
             and self.intact(existing)
             and self._clock() - existing.last_check < self._poll_interval
         )
 
-    def _place(
-        self, request: PublishRequest, resolved: ResolvedVolume, existing: VolumeRecord | None
+    def _keeps_files(self, existing: VolumeRecord, prepared: Prepared, exc: KvError) -> bool:
+        """A republish that cannot refresh a volume whose good files are in place keeps them
+        and succeeds: kubelet gives up on a final error, and some versions then delete the
+        mount directory. Not so for new credentials: those must prove themselves."""
+        if not (
+            existing.spec == prepared.spec
+            and existing.identity_key == prepared.access.identity_key
+            and self.intact(existing)
+        ):
+            return False
+        self._metrics.republish_kept.labels(exc.code).inc()
+        log.warning(
+            "republish of volume %s could not refresh it, its current files are kept: %s",
+            existing.volume_id,
+            exc,
+        )
+        return True
+
+    def _record(
+        self,
+        request: PublishRequest,
+        target: Path,
+        resolved: ResolvedVolume,
+        existing: VolumeRecord | None,
     ) -> VolumeRecord:
         now = self._clock()
-        record = VolumeRecord(
+        return VolumeRecord(
             volume_id=request.volume_id,
-            target_path=str(request.target_path),
+            target_path=str(target),
             source=request.source,
             spec=resolved.spec,
             identity_key=resolved.identity_key,
@@ -177,9 +257,35 @@ class Engine:
             published_at=existing.published_at if existing else now,
             last_check=now,
         )
-        created = self._placement.place(request.target_path, resolved.files)
-        self._save_or_undo(record, request.target_path, created)
-        return record
+
+    def _place_new(self, record: VolumeRecord, resolved: ResolvedVolume, prep: Prepared) -> None:
+        """Record first, then mount: a crash in between leaves a record that restore rebuilds
+        or forgets, never a mount nobody knows about."""
+        self._ledger.save(record)
+        try:
+            self._placement.place(Path(record.target_path), resolved.files)
+        except BaseException:
+            self._ledger.drop(record, self._resolver.release)
+            raise
+        self._ledger.remember_auth(record, prep.auth)
+
+    def _replace(
+        self, old: VolumeRecord, record: VolumeRecord, resolved: ResolvedVolume, prep: Prepared
+    ) -> None:
+        """A republish that changed something: swap the files, then the record."""
+        try:
+            self._placement.place(Path(record.target_path), resolved.files)
+            self._ledger.save(record)
+        except BaseException:
+            self._release_unused(prep)
+            raise
+        old_auth = self._ledger.auth_of(old)
+        self._ledger.remember_auth(record, prep.auth)
+        if old.identity_key != record.identity_key and not self._ledger.identity_in_use(
+            old.identity_key
+        ):
+            # New credentials replaced the old ones: free what only the old ones used.
+            self._resolver.release(old.spec, old_auth, old.identity_key)
 
     def _save_or_undo(self, record: VolumeRecord, target: Path, created: bool) -> None:
         try:

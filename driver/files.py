@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from driver.errors import Internal
+from azcommon.errors import Internal
 from driver.keyvault.objects import RenderedFile
 
 DATA_LINK = "..data"

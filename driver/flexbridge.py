@@ -33,7 +33,7 @@ disagrees with the uid in the path is rejected.
 Unmount always goes to the engine, which unmounts and removes the dir if it is there and succeeds
 if it is absent, even for a dir it never mounted (kubelet retries unmounts after restarts).
 
-Errors: `driver.errors.KvError` and anything unexpected are mapped by `driver.errors.flex_failure`
+Errors: `azcommon.errors.KvError` and anything unexpected are mapped by `azcommon.errors.flex_failure`
 (the one mapping place). Unexpected errors are logged with their stack but without the exception
 text, which could quote an option value.
 """
@@ -55,9 +55,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
+from azcommon.errors import InvalidArgument, KvError
+from azcommon.log import log_unexpected
 from driver.contract import PublishRequest, VolumeService
-from driver.errors import InvalidArgument, KvError, flex_failure
-from driver.log import log_unexpected
 
 MAX_BODY = 1024 * 1024
 POD_UID_KEY = "kubernetes.io/pod.uid"
@@ -304,6 +304,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def address_string(self) -> str:
         return "unix"
+
+
+def flex_failure(error: BaseException) -> dict[str, str]:
+    """The FlexVolume failure object for an error (the shim prints exactly this)."""
+    if isinstance(error, KvError):
+        return {"status": "Failure", "message": f"{error.code}: {error}"}
+    return {"status": "Failure", "message": f"INTERNAL: unexpected {type(error).__name__}"}
 
 
 def _protocol_failure(problem: str) -> Reply:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from driver.errors import Aborted
+from azcommon.errors import Aborted
 from driver.metrics import Metrics
 from driver.model import AuthMaterial, VolumeSpec
 from driver.volumes import AuthStore, VolumeRecord, VolumeStore
@@ -51,12 +51,9 @@ class Ledger:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def get(self, volume_id: str) -> VolumeRecord | None:
-        return self._store.get(volume_id)
-
-    def find(self, volume_id: str, target: Path) -> VolumeRecord | None:
-        """The record of a volume, by id or else by target path (kubelet may send either)."""
-        return self._store.get(volume_id) or self._store.find_by_target(str(target))
+    def at(self, target: Path | str) -> VolumeRecord | None:
+        """The volume published at `target` (records are keyed by target path)."""
+        return self._store.at(str(target))
 
     def all(self) -> list[VolumeRecord]:
         return self._store.all()
@@ -64,18 +61,18 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._store)
 
-    def record_path(self, volume_id: str) -> Path:
-        return self._store.path_of(volume_id)
+    def record_path(self, record: VolumeRecord) -> Path:
+        return self._store.path_of(record)
 
-    def auth_of(self, volume_id: str) -> AuthMaterial:
-        return self._auth.get(volume_id, AuthMaterial())
+    def auth_of(self, record: VolumeRecord) -> AuthMaterial:
+        return self._auth.get(record.target_path, AuthMaterial())
 
     def identity_in_use(self, identity_key: str) -> bool:
         return any(r.identity_key == identity_key for r in self._store.all())
 
     def is_current(self, record: VolumeRecord) -> bool:
         """Whether `record` is still the one on file (no publish or unpublish replaced it)."""
-        return self._store.get(record.volume_id) is record
+        return self._store.at(record.target_path) is record
 
     def require_current(self, record: VolumeRecord) -> None:
         """Rotation works on the records it read at the start of a cycle; refuse to act on one
@@ -86,39 +83,41 @@ class Ledger:
     # -- writing --------------------------------------------------------------------------------
 
     @contextmanager
-    def exclusive(self, volume_id: str) -> Iterator[None]:
-        """One operation per volume at a time; a concurrent one is refused (ABORTED, retried)."""
+    def exclusive(self, volume_id: str, target: Path | str) -> Iterator[None]:
+        """One operation per target at a time; a concurrent one is refused (ABORTED, retried)."""
+        key = str(target)
         with self._lock:
-            if volume_id in self._busy:
+            if key in self._busy:
                 raise Aborted(f"volume {volume_id}: another operation is in progress")
-            self._busy.add(volume_id)
+            self._busy.add(key)
         try:
             yield
         finally:
             with self._lock:
-                self._busy.discard(volume_id)
+                self._busy.discard(key)
 
     def save(self, record: VolumeRecord) -> None:
         self._store.save(record)
         self._update_gauge()
 
-    def remember_auth(self, volume_id: str, auth: AuthMaterial) -> None:
+    def remember_auth(self, record: VolumeRecord, auth: AuthMaterial) -> None:
         """Keep what rotation needs to authenticate later (memory; tmpfs-only file)."""
-        if auth and self._auth.get(volume_id) != auth:
-            self._auth[volume_id] = auth
-            self._auth_store.save(volume_id, auth)
+        key = record.target_path
+        if auth and self._auth.get(key) != auth:
+            self._auth[key] = auth
+            self._auth_store.save(key, auth)
 
     def drop(self, record: VolumeRecord, release: Release) -> None:
         """Forget a volume; when it was its identity's last, `release` frees the credential."""
-        self._store.delete(record.volume_id)
-        auth = self.forget_auth(record.volume_id)
+        self._store.delete(record)
+        auth = self.forget_auth(record.target_path)
         if not self.identity_in_use(record.identity_key):
             release(record.spec, auth, record.identity_key)
         self._update_gauge()
 
-    def forget_auth(self, volume_id: str) -> AuthMaterial:
-        self._auth_store.delete(volume_id)
-        return self._auth.pop(volume_id, AuthMaterial())
+    def forget_auth(self, target: Path | str) -> AuthMaterial:
+        self._auth_store.delete(str(target))
+        return self._auth.pop(str(target), AuthMaterial())
 
     def _update_gauge(self) -> None:
         counts: dict[str, int] = {"csi": 0, "flexvolume": 0}

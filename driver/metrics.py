@@ -68,6 +68,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.restore_pending = Gauge(
+            "kv_driver_restore_pending",
+            "Recorded volumes still to be rebuilt after a restart (0 once restore is done).",
+            registry=r,
+        )
+        self.republish_kept = Counter(
+            "kv_driver_republish_kept_total",
+            "Republishes that could not refresh a mounted volume and kept its files, by code.",
+            ["code"],
+            registry=r,
+        )
 
     def token_request(self, kind: str, status: str) -> None:
         self.token_requests.labels(kind, status).inc()

@@ -41,8 +41,6 @@ class IdentityMode(StrEnum):
 
 DEFAULT_FILE_MODE = 0o644
 DEFAULT_NMI_PORT = 2579
-# The audience of the service-account token that workload identity exchanges for Entra tokens.
-WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Protocol
 
-from driver.errors import Internal
+from azcommon.errors import Internal
+
+log = logging.getLogger(__name__)
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -51,7 +54,8 @@ class Mounter(Protocol):
         ...
 
     def release(self, target: Path) -> None:
-        """Unmount (if mounted) and remove `target`. Idempotent; a missing target is fine."""
+        """Unmount our tmpfs at exactly `target` and remove the directory if that leaves it
+        empty. Idempotent; a missing target is fine; a symbolic link is never followed."""
         ...
 
 
@@ -71,9 +75,10 @@ class DirMounter:
         return True
 
     def release(self, target: Path) -> None:
-        shutil.rmtree(target, ignore_errors=True)
-        if target.exists():
-            raise Internal(f"cannot remove {target}")
+        if target.is_symlink() or not target.is_dir():
+            return
+        remove_payload(target)
+        remove_if_empty(target)
 
 
 class TmpfsMounter:
@@ -85,16 +90,18 @@ class TmpfsMounter:
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
     def is_mounted(self, target: Path) -> bool:
-        return os.path.realpath(target) in mount_points()
+        return not target.is_symlink() and resolved(target) in mount_points()
 
     def prepare(self, target: Path) -> bool:
         if self.is_mounted(target):
             return False
         target.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if target.is_symlink():
+            raise Internal(f"{target} became a symbolic link: not mounting through it")
         options = f"size={self.size},mode=0755".encode()
         rc = self._libc.mount(
             b"tmpfs",
-            os.fsencode(target),
+            os.fsencode(resolved(target)),
             b"tmpfs",
             ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC),
             ctypes.c_char_p(options),
@@ -105,7 +112,9 @@ class TmpfsMounter:
         return True
 
     def release(self, target: Path) -> None:
-        path = os.fsencode(os.path.realpath(target))
+        if target.is_symlink() or not target.is_dir():
+            return  # never through a link: the mount would be somewhere else
+        path = os.fsencode(resolved(target))
         while self.is_mounted(target):
             if self._libc.umount2(path, 0) != 0:
                 err = ctypes.get_errno()
@@ -117,9 +126,38 @@ class TmpfsMounter:
                 if err in (errno.EINVAL, errno.ENOENT):
                     break
                 raise Internal(f"unmounting {target}: {os.strerror(err)}")
-        shutil.rmtree(target, ignore_errors=True)
-        if target.exists():
-            raise Internal(f"cannot remove {target}")
+        remove_if_empty(target)
+
+
+def resolved(target: Path) -> str:
+    """`target` with its parent's links resolved (as mountinfo shows it); the last component
+    itself is never resolved: a link there is refused, not followed."""
+    return os.path.join(os.path.realpath(target.parent), target.name)
+
+
+def remove_payload(target: Path) -> None:
+    """Remove what the atomic writer puts in a volume directory, and nothing else: the
+    `..`-prefixed payloads and links, and top-level links into `..data`."""
+    for entry in target.iterdir():
+        if entry.name.startswith(".."):
+            if entry.is_symlink():
+                entry.unlink()
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+        elif entry.is_symlink() and os.readlink(entry).startswith("..data/"):
+            entry.unlink()
+
+
+def remove_if_empty(target: Path) -> None:
+    """rmdir: a directory holding anything the driver did not create stays where it is."""
+    try:
+        target.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EBUSY):
+            raise Internal(f"removing {target}: {exc.strerror}") from None
+        log.warning("left %s in place: %s (not created by this driver)", target, exc.strerror)
 
 
 def size_in_bytes(size: str) -> int | None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from azcommon.errors import InvalidArgument
 from driver.contract import FileInfo
-from driver.errors import InvalidArgument
 from driver.files import DATA_LINK, AtomicWriter, current_payload
 from driver.keyvault.objects import RenderedFile
-from driver.mounts import Mounter
+from driver.mounts import Mounter, remove_if_empty
+from driver.targets import describe_foreign
 
 
 class Placement:
@@ -22,6 +23,14 @@ class Placement:
     def __init__(self, mounter: Mounter, writer: AtomicWriter) -> None:
         self._mounter = mounter
         self._writer = writer
+
+    def refusal(self, target: Path, *, ours: bool = False) -> str | None:
+        """Why a volume must not be placed at `target`, or None. `ours`: the target is on
+        record as ours (a rebuild), so our mount and our payload leftovers are expected there."""
+        mounted = self._mounter.mode == "tmpfs" and self._mounter.is_mounted(target)
+        if mounted:
+            return None if ours else "already has a file system mounted that is not ours"
+        return describe_foreign(target, payload_allowed=ours)
 
     def intact(self, target: Path) -> bool:
         """The volume's mount and its current payload are both there."""
@@ -50,8 +59,14 @@ class Placement:
         return self._writer.write(target, files)
 
     def release(self, target: Path) -> None:
-        """Unmount and remove; idempotent."""
+        """Unmount our tmpfs and remove our files and the directory they leave empty."""
         self._mounter.release(target)
+
+    @staticmethod
+    def remove_if_empty(target: Path) -> None:
+        """For a target the driver holds no volume at: at most an empty directory goes."""
+        if not target.is_symlink() and target.is_dir():
+            remove_if_empty(target)
 
     def sweep(self, target: Path) -> None:
         """Remove a payload left behind by a crash mid-swap."""

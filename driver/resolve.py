@@ -18,9 +18,9 @@ from typing import Protocol
 
 from azure.core.credentials import TokenCredential
 
-from driver.cloud import Cloud, Clouds
+from azcommon.cloud import Cloud, Clouds
+from azcommon.errors import FailedPrecondition
 from driver.contract import PublishRequest
-from driver.errors import FailedPrecondition
 from driver.keyvault.fetch import KeyVaultFetcher, VaultRef
 from driver.keyvault.objects import Fetched, RenderedFile
 from driver.keyvault.render import render

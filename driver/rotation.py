@@ -17,8 +17,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from azcommon.errors import KvError
 from driver.engine import Engine
-from driver.errors import KvError
 from driver.keyvault.objects import Fetched
 from driver.ledger import Ledger
 from driver.metrics import Metrics
@@ -135,7 +135,7 @@ class Rotator:
                 continue
             try:
                 volume_access, principal = self.resolver.access_recorded(
-                    record, self.ledger.auth_of(record.volume_id)
+                    record, self.ledger.auth_of(record)
                 )
             except KvError as exc:
                 self._fail(report, record, "credentials", exc)

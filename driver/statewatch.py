@@ -1,6 +1,6 @@
 """Picks up an operator's deletion of a state record while the daemon runs.
 
-Deleting `<state-dir>/volumes/<id>.json` stops the daemon managing that volume: no more rotation;
+Deleting `<state-dir>/volumes/<id>-<digest>.json` stops the daemon managing that volume: no more rotation;
 its files stay until kubelet unpublishes it. The daemon's own deletions produce the same events and
 find nothing left to forget.
 """
@@ -14,8 +14,8 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from azcommon.errors import Aborted
 from driver.engine import Engine
-from driver.errors import Aborted
 from driver.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,10 @@ class _Handler(FileSystemEventHandler):
         if path.suffix != ".json" or path.exists():
             return  # not a record, or already written again (a republish raced the event)
         for record in self.ledger.all():
-            if self.ledger.record_path(record.volume_id) != path:
+            if self.ledger.record_path(record) != path:
                 continue
             try:
-                with self.ledger.exclusive(record.volume_id):
+                with self.ledger.exclusive(record.volume_id, record.target_path):
                     if not path.exists() and self.ledger.is_current(record):
                         self.engine.forget(record, "its state record was deleted")
             except Aborted:

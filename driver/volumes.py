@@ -9,6 +9,7 @@ A corrupt record is reported and skipped, never fatal.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from azcommon.errors import InvalidArgument, KvError
 from driver.model import (
     AuthMaterial,
     IdentityMode,
@@ -30,6 +32,8 @@ from driver.model import (
     VolumeSpec,
 )
 from driver.mounts import mount_points
+from driver.spec.record import check_spec
+from driver.targets import check_target_path, check_volume_id
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -119,53 +123,74 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 class VolumeStore:
+    """Volume records keyed by target path: one volume id may be published at several targets,
+    and two ids that differ only in characters a file name cannot hold never share a file."""
+
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / "volumes"
         self._lock = threading.Lock()
         self._records: dict[str, VolumeRecord] = {}
 
     def open(self) -> list[str]:
-        """Load every record from disk; returns the problems found (corrupt records skipped)."""
+        """Load every record from disk; returns the problems found (bad records skipped)."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         problems: list[str] = []
         loaded: dict[str, VolumeRecord] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:
                 record = self.read(path)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
-                log.warning("skipping unreadable volume record %s: %s", path.name, exc)
+                check(record)
+            except Exception as exc:  # any content at all must not stop the daemon
+                problem = _problem(exc)
+                problems.append(f"{path.name}: {problem}")
+                log.warning("skipping volume record %s: %s", path.name, problem)
                 continue
-            loaded[record.volume_id] = record
+            other = loaded.get(record.target_path)
+            if other is not None:
+                problems.append(
+                    f"{path.name}: a second record for target {record.target_path}; kept the"
+                    " newer one"
+                )
+                if other.published_at >= record.published_at:
+                    continue
+            loaded[record.target_path] = record
+            if path != self.path_of(record):
+                # Written under an older naming scheme: move it to its own file name.
+                self._write(record)
+                path.unlink(missing_ok=True)
         with self._lock:
             self._records = loaded
         return problems
 
-    def read(self, path: Path) -> VolumeRecord:
-        """One record from disk (raises OSError/ValueError/KeyError/TypeError when unreadable)."""
-        return VolumeRecord.from_json(json.loads(path.read_bytes()))
+    @staticmethod
+    def read(path: Path) -> VolumeRecord:
+        """One record from disk (raises on anything unreadable or malformed)."""
+        raw = json.loads(path.read_bytes())
+        if not isinstance(raw, dict):
+            raise ValueError(f"a record is a JSON object, not {type(raw).__name__}")
+        return VolumeRecord.from_json(raw)
 
-    def path_of(self, volume_id: str) -> Path:
-        return self.dir / f"{_safe(volume_id)}.json"
+    def path_of(self, record: VolumeRecord) -> Path:
+        return self.dir / record_file_name(record.volume_id, record.target_path)
 
     def save(self, record: VolumeRecord) -> None:
+        with self._lock:
+            self._write(record)
+            self._records[record.target_path] = record
+
+    def _write(self, record: VolumeRecord) -> None:
         data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        with self._lock:
-            write_atomically(self.path_of(record.volume_id), data)
-            self._records[record.volume_id] = record
+        write_atomically(self.path_of(record), data)
 
-    def get(self, volume_id: str) -> VolumeRecord | None:
+    def at(self, target: str) -> VolumeRecord | None:
         with self._lock:
-            return self._records.get(volume_id)
+            return self._records.get(target)
 
-    def find_by_target(self, target: str) -> VolumeRecord | None:
+    def delete(self, record: VolumeRecord) -> None:
         with self._lock:
-            return next((r for r in self._records.values() if r.target_path == target), None)
-
-    def delete(self, volume_id: str) -> None:
-        with self._lock:
-            self._records.pop(volume_id, None)
-            self.path_of(volume_id).unlink(missing_ok=True)
+            if self._records.get(record.target_path) is record:
+                del self._records[record.target_path]
+            self.path_of(record).unlink(missing_ok=True)
 
     def all(self) -> list[VolumeRecord]:
         with self._lock:
@@ -177,6 +202,30 @@ class VolumeStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)
+
+
+def record_file_name(volume_id: str, target: str) -> str:
+    """Readable (the id's safe characters) and unique (a digest of id and target)."""
+    digest = hashlib.sha256(f"{volume_id}\0{target}".encode("utf-8", "replace")).hexdigest()
+    return f"{_safe(volume_id)[:80]}-{digest[:16]}.json"
+
+
+def check(record: VolumeRecord) -> None:
+    """A loaded record passes the checks a fresh publish would (records may be edited by hand)."""
+    check_volume_id(record.volume_id)
+    if str(check_target_path(record.target_path)) != record.target_path:
+        raise InvalidArgument(f"target_path {record.target_path!r} is not normalised")
+    if record.source not in ("csi", "flexvolume"):
+        raise InvalidArgument(f"source {record.source!r} is neither csi nor flexvolume")
+    check_spec(record.spec)
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, KvError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def on_tmpfs(path: Path) -> bool:
@@ -212,30 +261,33 @@ class AuthStore:
         for path in self.dir.glob("*.json"):
             try:
                 raw = json.loads(path.read_bytes())
-                out[str(raw["volume_id"])] = AuthMaterial(
+                out[str(raw["target_path"])] = AuthMaterial(
                     client_secret=str(raw.get("client_secret", "")),
                     sa_token=str(raw.get("sa_token", "")),
                     sa_token_expiry=float(raw.get("sa_token_expiry", 0.0)),
                 )
-            except (OSError, ValueError, KeyError, TypeError):
+            except Exception:  # never the content: it holds secrets
                 log.warning("skipping unreadable credentials file %s", path.name)
         return out
 
-    def save(self, volume_id: str, auth: AuthMaterial) -> None:
+    def save(self, target: str, auth: AuthMaterial) -> None:
         if not self.enabled:
             return
         data = json.dumps(
             {
-                "volume_id": volume_id,
+                "target_path": target,
                 "client_secret": auth.client_secret,
                 "sa_token": auth.sa_token,
                 "sa_token_expiry": auth.sa_token_expiry,
             }
         ).encode()
-        write_atomically(self.dir / f"{_safe(volume_id)}.json", data, mode=0o600)
+        write_atomically(self._path(target), data, mode=0o600)
 
-    def delete(self, volume_id: str) -> None:
-        (self.dir / f"{_safe(volume_id)}.json").unlink(missing_ok=True)
+    def delete(self, target: str) -> None:
+        self._path(target).unlink(missing_ok=True)
+
+    def _path(self, target: str) -> Path:
+        return self.dir / record_file_name("auth", target)
 
 
 def _safe(volume_id: str) -> str:

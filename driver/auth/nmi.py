@@ -13,10 +13,10 @@ from typing import Any
 import requests
 from azure.core.credentials import AccessTokenInfo
 
-from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook, token_info
-from driver.auth.retry import Deadline, Monotonic, Sleep, poll_token_endpoint
-from driver.auth.wire import expires_on_of
-from driver.errors import InvalidArgument, KvError, PermissionDenied, Unavailable
+from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook, no_hook, token_info
+from azcommon.credentials.polling import Deadline, Monotonic, Sleep, poll_token_endpoint
+from azcommon.credentials.wire import expires_on_of
+from azcommon.errors import InvalidArgument, KvError, PermissionDenied, Unavailable
 
 RETRIED_STATUSES = frozenset({404, 429, 503})
 

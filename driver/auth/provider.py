@@ -21,17 +21,15 @@ from dataclasses import dataclass
 import requests
 from azure.core.credentials import TokenCredential
 
-from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook
+from azcommon.cloud import Cloud
+from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook, no_hook
+from azcommon.credentials.polling import Monotonic, Sleep
 from driver.auth.modes.base import BuildContext
 from driver.auth.modes.registry import module_for
-from driver.auth.retry import Monotonic, Sleep
-from driver.cloud import Cloud
 from driver.config import Settings
 from driver.model import AuthMaterial, VolumeSpec
 
 DEFAULT_IMDS_DEADLINE = 30.0
-_NEEDS_AUTH = frozenset({IdentityMode.SERVICE_PRINCIPAL, IdentityMode.WORKLOAD_IDENTITY})
-_SHARED_PRINCIPAL = frozenset({IdentityMode.POD_IDENTITY, IdentityMode.WORKLOAD_IDENTITY})
 
 
 @dataclass
@@ -135,26 +133,6 @@ class CredentialProvider:
             dropped = [self._entries.pop(k).credential for k in gone]
         for credential in dropped:
             credential.close()
-
-    # --- what rotation needs to know of a mode ---------------------------------------------------
-
-    def needs_stored_auth(self, spec: VolumeSpec) -> bool:
-        """Rotation cannot authenticate without the secret inputs kept in memory."""
-        return spec.identity.mode in _NEEDS_AUTH
-
-    def proves_per_volume(self, spec: VolumeSpec) -> bool:
-        """Volumes of one Azure identity share a check, but each must prove it is still theirs."""
-        return spec.identity.mode in _SHARED_PRINCIPAL
-
-    def principal(self, spec: VolumeSpec, identity_key: str, credential: TokenCredential) -> str:
-        """Who Key Vault sees: volumes of the same Azure identity share one rotation check."""
-        if spec.identity.mode is IdentityMode.POD_IDENTITY:
-            # NMI tells which identity MIC assigned to the pod once a token was issued.
-            client_id = getattr(credential, "client_id", "") or ""
-            return f"{spec.tenant_id}/{client_id}" if client_id else identity_key
-        if spec.identity.mode is IdentityMode.WORKLOAD_IDENTITY:
-            return f"{spec.tenant_id}/{spec.identity.client_id}"
-        return identity_key
 
     def __len__(self) -> int:
         """How many identities have a credential here (one per identity in use)."""

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import grpc
 
+from azcommon.errors import InvalidArgument
 from driver.contract import PublishRequest, VolumeService
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.redact import redacted
 from driver.csi.status import abort, require
-from driver.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 

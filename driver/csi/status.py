@@ -8,8 +8,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from driver.errors import InvalidArgument, KvError
-from driver.log import log_unexpected
+from azcommon.errors import InvalidArgument, KvError
+from azcommon.log import log_unexpected
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])

@@ -19,7 +19,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpTransport
 
-from driver.errors import (
+from azcommon.errors import (
     InvalidArgument,
     KvError,
     NotFound,
@@ -28,12 +28,12 @@ from driver.errors import (
     Unauthenticated,
     Unavailable,
 )
+from azcommon.retry import Deadline, parse_retry_after
 from driver.keyvault.objects import Fetched
 from driver.keyvault.types.base import ObjectKind, VaultObjects
 from driver.keyvault.types.registry import kind_of
 from driver.metrics import Metrics
 from driver.model import ObjectSpec
-from driver.retry import Deadline, parse_retry_after
 
 T = TypeVar("T")
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from driver.errors import Internal
+from azcommon.errors import Internal
 from driver.keyvault.objects import Fetched, RenderedFile
 from driver.keyvault.types.registry import kind_of
 from driver.keyvault.types.secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, decode_base64

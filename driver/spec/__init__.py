@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from azcommon.credentials.aad import WORKLOAD_IDENTITY_AUDIENCE
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.registry import module_for
-from driver.errors import InvalidArgument
-from driver.model import WORKLOAD_IDENTITY_AUDIENCE, ObjectSpec, ParsedVolume, VolumeSpec
+from driver.model import ObjectSpec, ParsedVolume, VolumeSpec
 from driver.spec import common
 from driver.spec.identity import identity as parse_identity
 from driver.spec.items import Draft

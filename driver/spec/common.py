@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.model import DEFAULT_NMI_PORT, PodInfo
 from driver.spec.keys import CSI, FLEX, Keys, quote
 

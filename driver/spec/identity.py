@@ -11,9 +11,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import IdentityInputs
 from driver.auth.modes.registry import MODES
-from driver.errors import InvalidArgument
 from driver.model import AuthMaterial, IdentitySpec, PodInfo
 from driver.spec.common import nmi_port
 from driver.spec.keys import TOKENS, Keys, quote

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.model import ObjectSpec, ObjectType
 from driver.spec.keys import quote
 

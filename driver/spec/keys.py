@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.registry import MODES
-from driver.errors import InvalidArgument
 
 FLEX = "kubernetes.io/"
 CSI = "csi.storage.k8s.io/"

@@ -4,7 +4,7 @@ singular keys). Every list must have exactly one entry per name."""
 
 from __future__ import annotations
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.model import ObjectSpec
 from driver.spec.items import TYPE_NAMES, Draft, check_object_name, object_type, version
 from driver.spec.keys import ALIASES, NAMES, TYPES, VERSIONS, Keys, quote

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.keyvault.types.registry import TYPES_WITH_OPTIONS, kind_of
 from driver.model import DEFAULT_FILE_MODE, ObjectEncoding, ObjectFormat, ObjectSpec
 from driver.spec.common import DIGITS

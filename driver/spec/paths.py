@@ -6,7 +6,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.model import ObjectSpec
 from driver.spec.items import Draft
 from driver.spec.keys import quote

@@ -350,5 +350,13 @@ def test_installer_daemonset_installs_the_shim_from_the_image_layout(
 def test_build_context_holds_only_what_the_wheel_is_built_from(tmp_path: Path) -> None:
     context = build_context(tmp_path / "context")
     top = {p.name for p in context.iterdir()}
-    assert top == {"pyproject.toml", "README.md", "driver", "flexvolume"}
+    assert top == {
+        "pyproject.toml",
+        "README.md",
+        "driver",
+        "azcommon",
+        "kube",
+        "podidentity",
+        "flexvolume",
+    }
     assert not list(context.rglob("__pycache__"))

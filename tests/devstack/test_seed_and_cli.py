@@ -17,8 +17,8 @@ import requests
 from azure.core.exceptions import HttpResponseError
 from cryptography import x509
 
+from azcommon.cloud import load_cloud_config
 from devstack.client import Devstack
-from driver.cloud import load_cloud_config
 from tests.devstack.conftest import secret_client, sp_credential
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,14 +16,16 @@ import pytest
 import requests
 from azure.keyvault.secrets import SecretClient
 
+from azcommon.cloud import Cloud, load_cloud_config
+from azcommon.credentials.base import KvCredential
+from azcommon.credentials.polling import safe_body
+from azcommon.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from azcommon.http import make_session, make_transport
 from devstack.client import Devstack
-from driver.auth import CredentialProvider, KvCredential, NmiCredential
 from driver.auth.modes.registry import MODES, module_for
-from driver.auth.retry import safe_body
-from driver.cloud import Cloud, load_cloud_config
+from driver.auth.nmi import NmiCredential
+from driver.auth.provider import CredentialProvider
 from driver.config import Settings
-from driver.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
-from driver.http import make_session, make_transport
 from driver.keyvault.types.registry import KINDS, kind_of
 from driver.model import (
     AuthMaterial,

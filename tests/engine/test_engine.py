@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from driver.errors import (
+from azcommon.errors import (
     Aborted,
     InvalidArgument,
     NotFound,
@@ -59,7 +59,7 @@ def test_unpublish_removes_everything_and_is_idempotent(make_core, pod_request) 
     core.engine.publish(req)
     core.engine.unpublish(req.volume_id, req.target_path)
     assert not req.target_path.exists()
-    assert core.ledger.get(req.volume_id) is None
+    assert core.ledger.at(req.target_path) is None
     core.engine.unpublish(req.volume_id, req.target_path)  # again: still fine
 
 
@@ -85,7 +85,7 @@ def test_identity_without_access_gets_permission_denied_and_no_files(
         core.engine.publish(req)
     assert "secret 'secret1'" in str(err.value) and "403" in str(err.value)
     assert_nothing_left(req.target_path)
-    assert core.ledger.get(req.volume_id) is None
+    assert core.ledger.at(req.target_path) is None
 
 
 def test_one_missing_object_fails_the_whole_volume(make_core, pod_request) -> None:
@@ -258,7 +258,7 @@ def test_concurrent_operations_on_one_volume_are_aborted(
         # The first call holds the volume while Key Vault is slow; a second one is refused.
         for _ in range(200):
             try:
-                with core.ledger.exclusive(req.volume_id):
+                with core.ledger.exclusive(req.volume_id, req.target_path):
                     pass
             except Aborted:
                 break
@@ -302,8 +302,8 @@ def test_a_token_the_vault_rejects_is_replaced_once(make_core, pod_request, devs
     core = make_core()
     req = pod_request()
     core.engine.publish(req)
-    record = core.ledger.get(req.volume_id)
-    access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(req.volume_id))
+    record = core.ledger.at(req.target_path)
+    access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(record))
     real = access.credential
 
     class CachedBadToken:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from driver.errors import FailedPrecondition, Internal, InvalidArgument
+from azcommon.errors import FailedPrecondition, Internal, InvalidArgument
 from driver.keyvault.objects import CertValue, KeyValue, SecretValue
 from driver.keyvault.render import render
 from driver.model import ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType

@@ -114,7 +114,7 @@ def test_volume_whose_pod_is_gone_is_forgotten(make_core, pod_request) -> None:
     core.placement.release(req.target_path)  # kubelet tore the pod down
     report = core.rotator.cycle()
     assert report.removed == [req.volume_id]
-    assert core.ledger.get(req.volume_id) is None
+    assert core.ledger.at(req.target_path) is None
 
 
 def test_lost_files_are_rebuilt_while_the_pod_exists(
@@ -162,7 +162,7 @@ def test_restart_reloads_state_and_keeps_rotating(
     first.close()
 
     second = make_core()  # same state dir: restore() runs in the fixture
-    assert second.ledger.get(req.volume_id) is not None
+    assert second.ledger.at(req.target_path) is not None
     assert not (req.target_path / "..2026_01_01_00_00_00.000000001").exists()
     devstack.set_secret("testkv", name, "after")
     assert second.rotator.cycle().rotated == [req.volume_id]
@@ -178,21 +178,21 @@ def test_corrupt_record_is_skipped_not_fatal(make_core, pod_request, tmp_path: P
     second = make_core()
     problems = second.engine.restore()
     assert any("broken.json" in p for p in problems)
-    assert second.ledger.get(req.volume_id) is not None
+    assert second.ledger.at(req.target_path) is not None
 
 
 def test_rotation_never_acts_on_a_record_replaced_or_removed_meanwhile(
     make_core, pod_request, devstack: Any
 ) -> None:
-    from driver.errors import Aborted
+    from azcommon.errors import Aborted
 
     core = make_core()
     name = unique("stale")
     devstack.set_secret("testkv", name, "one")
     req = pod_request({"keyvaultobjectnames": name, "keyvaultobjecttypes": "secret"})
     core.engine.publish(req)
-    seen_by_cycle = core.ledger.get(req.volume_id)
-    access, _ = core.resolver.access_recorded(seen_by_cycle, core.ledger.auth_of(req.volume_id))
+    seen_by_cycle = core.ledger.at(req.target_path)
+    access, _ = core.resolver.access_recorded(seen_by_cycle, core.ledger.auth_of(seen_by_cycle))
     latest = core.resolver.latest(access, seen_by_cycle.spec.objects[0])
     # kubelet republishes with one more object while the cycle was fetching...
     grown = pod_request(
@@ -205,7 +205,7 @@ def test_rotation_never_acts_on_a_record_replaced_or_removed_meanwhile(
         core.engine.apply_rotation(seen_by_cycle, {name: latest})
     assert (req.target_path / "secret1").read_bytes() == b"testkv-secret1-value"
     # ...or unpublishes it: the cycle must not mount it again.
-    current = core.ledger.get(req.volume_id)
+    current = core.ledger.at(req.target_path)
     core.engine.unpublish(req.volume_id, req.target_path)
     with pytest.raises(Aborted):
         core.engine.recover(current)
@@ -226,7 +226,7 @@ def test_pinned_only_volumes_are_not_refetched_on_republish(
         }
     )
     core.engine.publish(req)
-    core.ledger.get(req.volume_id).last_check = 0.0  # a long time ago
+    core.ledger.at(req.target_path).last_check = 0.0  # a long time ago
     devstack.reset_counters()
     assert core.rotator.cycle().checks == 0
     assert not core.engine.publish(req).fetched  # the cycle vouched for it

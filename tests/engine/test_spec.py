@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.model import IdentityMode, ObjectSpec, ObjectType
 from driver.spec import parse_volume
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.model import IdentityMode, ObjectSpec, ObjectType, ParsedVolume
 from driver.spec import MAX_VERSION_HISTORY, WORKLOAD_IDENTITY_AUDIENCE, parse_volume
 

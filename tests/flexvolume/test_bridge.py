@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from azcommon.errors import NotFound, PermissionDenied, Unavailable
 from devstack.harness.attributes import go_json
 from devstack.harness.shim import ShimResult, run_shim
-from driver.errors import NotFound, PermissionDenied, Unavailable
 from driver.flexbridge import FlexBridge, flex_volume_id, pod_uid_from_path
 from tests.flexvolume.kubelet import CLIENT_SECRET, MOUNT_DIR, UID, kubelet_options
 from tests.flexvolume.recording_engine import RecordingEngine

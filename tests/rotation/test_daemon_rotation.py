@@ -117,7 +117,8 @@ def test_deleting_a_state_record_stops_managing_the_volume(
     target = daemon.target("watched-pod")
     attrs = daemon.pod_attributes(keyvaultobjectnames=name, keyvaultobjecttypes="secret")
     daemon.node.NodePublishVolume(daemon.publish_request("watched", target, attrs))
-    (daemon.state_dir / "volumes" / "watched.json").unlink()  # an operator's decision
+    (record,) = (daemon.state_dir / "volumes").glob("watched-*.json")
+    record.unlink()  # an operator's decision
     assert wait_for(lambda: "forgot volume watched" in daemon.log())
     devstack.set_secret("testkv", name, "not-applied")
     time.sleep(2.5)  # two poll intervals: a managed volume would have rotated by now

@@ -19,11 +19,11 @@ from typing import Protocol
 import requests
 from azure.core.credentials import TokenCredential
 
-from driver.auth.base import Clock, KvCredential, TokenRequestHook
-from driver.auth.retry import Monotonic, Sleep
-from driver.cloud import Cloud
+from azcommon.cloud import Cloud
+from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook
+from azcommon.credentials.polling import Monotonic, Sleep
+from azcommon.errors import InvalidArgument
 from driver.config import Settings
-from driver.errors import InvalidArgument
 from driver.model import AuthMaterial, IdentityMode, IdentitySpec, PodInfo, VolumeSpec
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from azure.core.credentials import TokenCredential
 
-from driver.auth.base import KvCredential
+from azcommon.cloud import Cloud
+from azcommon.credentials.base import KvCredential
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import (
     Attributes,
     BuildContext,
@@ -14,8 +16,6 @@ from driver.auth.modes.base import (
     require,
 )
 from driver.auth.nmi import NmiCredential
-from driver.cloud import Cloud
-from driver.errors import InvalidArgument
 from driver.model import AuthMaterial, IdentityMode, IdentitySpec, VolumeSpec
 
 KEY = "usepodidentity"

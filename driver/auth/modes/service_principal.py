@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from driver.auth.aad import ServicePrincipalCredential
-from driver.auth.base import KvCredential
+from azcommon.cloud import Cloud
+from azcommon.credentials.aad import ServicePrincipalCredential
+from azcommon.credentials.base import KvCredential
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import (
     Attributes,
     BuildContext,
@@ -20,8 +22,6 @@ from driver.auth.modes.base import (
     check_client_id,
     require,
 )
-from driver.cloud import Cloud
-from driver.errors import InvalidArgument
 from driver.model import AuthMaterial, IdentityMode, IdentitySpec, VolumeSpec
 
 FLEX_SECRET = "kubernetes.io/secret/"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from driver.auth.base import KvCredential
-from driver.auth.imds import ImdsCredential
+from azcommon.cloud import Cloud
+from azcommon.credentials.base import KvCredential
+from azcommon.credentials.imds import ImdsCredential
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import (
     Attributes,
     BuildContext,
@@ -12,8 +14,6 @@ from driver.auth.modes.base import (
     IdentityModeModule,
     check_client_id,
 )
-from driver.cloud import Cloud
-from driver.errors import InvalidArgument
 from driver.model import AuthMaterial, IdentityMode, IdentitySpec, VolumeSpec
 
 KEY = "usevmmanagedidentity"

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from azure.core.credentials import TokenCredential
 
-from driver.auth.aad import AssertionHolder, WorkloadIdentityCredential
-from driver.auth.base import KvCredential
+from azcommon.cloud import Cloud
+from azcommon.credentials.aad import (
+    WORKLOAD_IDENTITY_AUDIENCE,
+    AssertionHolder,
+    WorkloadIdentityCredential,
+)
+from azcommon.credentials.base import KvCredential
+from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import (
     Attributes,
     BuildContext,
@@ -16,10 +22,7 @@ from driver.auth.modes.base import (
     check_client_id,
     require,
 )
-from driver.cloud import Cloud
-from driver.errors import InvalidArgument
 from driver.model import (
-    WORKLOAD_IDENTITY_AUDIENCE,
     AuthMaterial,
     IdentityMode,
     IdentitySpec,

@@ -15,7 +15,7 @@ from typing import Protocol
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
 
-from driver.errors import Internal
+from azcommon.errors import Internal
 from driver.keyvault.objects import Fetched
 from driver.model import ObjectSpec, ObjectType
 

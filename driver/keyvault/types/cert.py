@@ -8,7 +8,7 @@ from azure.keyvault.certificates import CertificateClient, KeyVaultCertificate
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.keyvault.objects import CertValue, Fetched
 from driver.keyvault.types.base import (
     ObjectKind,

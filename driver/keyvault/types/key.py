@@ -9,7 +9,7 @@ from azure.keyvault.keys import KeyClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from driver.errors import FailedPrecondition, InvalidArgument
+from azcommon.errors import FailedPrecondition, InvalidArgument
 from driver.keyvault.objects import Fetched, KeyValue
 from driver.keyvault.types.base import (
     ObjectKind,

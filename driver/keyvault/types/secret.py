@@ -12,7 +12,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
 from azure.keyvault.secrets import SecretClient
 
-from driver.errors import InvalidArgument
+from azcommon.errors import InvalidArgument
 from driver.keyvault.certbundle import BundleError, CertBundle
 from driver.keyvault.objects import Fetched, SecretValue
 from driver.keyvault.types.base import (

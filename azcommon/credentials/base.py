@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
-from driver.errors import Internal, InvalidArgument, KvError
+from azcommon.errors import Internal, InvalidArgument, KvError
 
 Clock = Callable[[], float]
 # Called once per upstream token request: (kind, status), kind "nmi" | "imds" | "aad",

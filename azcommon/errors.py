@@ -1,9 +1,9 @@
-"""The one exception tree of the driver.
+"""The one exception tree, shared by the node plugin and pod identity.
 
-Every failure the engine can report is a `KvError`. Each class carries the gRPC status code name
-it maps to (the CSI edge turns the name into `grpc.StatusCode` in one place, `driver/csi/status.py`)
-and the FlexVolume edge reports `str(error)` as the failure message. Messages name the offending
-key, object or endpoint and never contain secret values or tokens.
+Every failure a component reports is a `KvError`. Each class carries the gRPC status code name it
+maps to; each edge maps the tree in one place: gRPC codes in `driver/csi/status.py`, FlexVolume
+failures in `driver/flexbridge.py`, and HTTP answers in each HTTP front door of its own. Messages
+name the offending key, object or endpoint and never contain secret values or tokens.
 """
 
 from __future__ import annotations
@@ -62,10 +62,3 @@ class DeadlineExceeded(KvError):
 
 class Internal(KvError):
     code = "INTERNAL"
-
-
-def flex_failure(error: BaseException) -> dict[str, str]:
-    """The FlexVolume failure object for an error (the shim prints exactly this)."""
-    if isinstance(error, KvError):
-        return {"status": "Failure", "message": f"{error.code}: {error}"}
-    return {"status": "Failure", "message": f"INTERNAL: unexpected {type(error).__name__}"}

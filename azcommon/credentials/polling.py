@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import requests
 
-from driver.auth.wire import describe_network_error
-from driver.retry import Deadline, Monotonic, Sleep
-from driver.retry import parse_retry_after as retry_after_seconds
+from azcommon.credentials.wire import describe_network_error
+from azcommon.retry import Deadline, Monotonic, Sleep
+from azcommon.retry import parse_retry_after as retry_after_seconds
 
 __all__ = [
     "Answer",

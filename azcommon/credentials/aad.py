@@ -24,13 +24,14 @@ from azure.core.exceptions import (
 from azure.core.pipeline import PipelineResponse
 from azure.identity import ClientAssertionCredential, ClientSecretCredential
 
-from driver.auth.base import Clock, KvCredential, TokenRequestHook, no_hook
-from driver.auth.retry import safe_body
-from driver.cloud import KNOWN_CLOUDS, Cloud
-from driver.errors import InvalidArgument, KvError, PermissionDenied, Unauthenticated, Unavailable
-from driver.http import make_transport
-from driver.model import WORKLOAD_IDENTITY_AUDIENCE
+from azcommon.cloud import KNOWN_CLOUDS, Cloud
+from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook, no_hook
+from azcommon.credentials.polling import safe_body
+from azcommon.errors import InvalidArgument, KvError, PermissionDenied, Unauthenticated, Unavailable
+from azcommon.http import make_transport
 
+# The audience of the service-account token that workload identity exchanges for Entra tokens.
+WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange"
 _AADSTS = re.compile(r"AADSTS(\d+)")
 _FEDERATION_HINT = (
     "check the identity's federated credential: issuer must be the cluster's service-account "
