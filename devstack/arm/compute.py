@@ -1,0 +1,342 @@
+"""The compute resources (VMs and scale sets), who may change them, and the identity-delta
+logic of a PATCH, as Azure applies it:
+
+- `identity.type` is the new type: None, SystemAssigned, UserAssigned or
+  "SystemAssigned, UserAssigned" (any case, any spacing after the comma);
+- `identity.userAssignedIdentities` is a delta merged into the current set: `{}` adds the
+  identity, `null` removes it (removing one that is not there changes nothing);
+- a type without UserAssigned drops every user-assigned identity (and refuses `{}` entries); a
+  type with UserAssigned needs at least one to remain; turning SystemAssigned off and on again
+  gives the resource its system-assigned identity back (the devstack keeps one per resource);
+- at most 150 entries per request; ids must be user-assigned identity resource ids (compared
+  without case); unknown identities are refused; the caller needs the assign permission on
+  every identity it adds (`operators` in the seed), else 403 LinkedAuthorizationFailed naming
+  every refused one. A refused request changes nothing.
+
+Lock order: the compute lock first, then the world's (identities)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from devstack.arm import errors
+from devstack.arm.errors import ArmError
+from devstack.arm.operations import Operation, OperationLog
+from devstack.arm.resources import (
+    BOTH,
+    IDENTITY_ID,
+    NONE,
+    SYSTEM,
+    USER,
+    ComputeResource,
+    IdentityState,
+    normalise_type,
+    resource_key,
+    resource_view,
+)
+from devstack.model import Identity, NotFound
+
+if TYPE_CHECKING:
+    from devstack.world import World
+
+MAX_CHANGES = 150  # identity entries ARM accepts in one request
+EVERYTHING = "*"
+
+
+@dataclass
+class ArmSettings:
+    """The seed's `arm:` section, minus the resources."""
+
+    subscription_id: str = "33333333-3333-3333-3333-333333333333"
+    resource_group: str = "devstack-nodes"
+    identity_resource_group: str = "devstack-identities"
+    location: str = "devstack"
+    vm_operation_seconds: float = 0.0
+    vmss_operation_seconds: float = 0.0
+    default_node: str | None = None
+    # caller identity name -> identity names it may assign ("*": all); others may not write
+    operators: dict[str, set[str]] = field(default_factory=dict)
+
+
+class Compute:
+    """Every VM and scale set, the node -> resource map, and the operations on them."""
+
+    def __init__(self, world: World, settings: ArmSettings | None = None) -> None:
+        self.world = world
+        self.settings = settings or ArmSettings()
+        self._lock = threading.RLock()
+        self._resources: dict[tuple[str, str, str, str], ComputeResource] = {}
+        self._nodes: dict[str, ComputeResource] = {}
+        self.operations = OperationLog()
+
+    # --- set-up (seed) ---------------------------------------------------------------------
+
+    def add(self, resource: ComputeResource) -> None:
+        with self._lock:
+            for node in resource.nodes():
+                if node in self._nodes:
+                    raise ValueError(f"node {node!r} belongs to two resources")
+                self._nodes[node] = resource
+            self._resources[resource.key] = resource
+
+    @property
+    def bound(self) -> bool:
+        """Whether the world has compute resources (IMDS then serves per node)."""
+        with self._lock:
+            return bool(self._nodes)
+
+    def set_operator(self, identity: str, allowed: list[str]) -> None:
+        self.world.identity(identity)
+        with self._lock:
+            self.settings.operators[identity] = set(allowed)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def find(self, kind: str, subscription: str, resource_group: str, name: str) -> ComputeResource:
+        found = self._resources.get(resource_key(kind, subscription, resource_group, name))
+        if found is None:
+            raise errors.not_found(
+                "Microsoft.Compute/" + ("virtualMachines" if kind == "vm" else "virtualMachineScaleSets"),
+                name,
+                resource_group,
+            )
+        return found
+
+    def get(self, caller: str, kind: str, subscription: str, rg: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            resource = self.find(kind, subscription, rg, name)
+            self._operator(caller, f"{resource.resource_type}/read", resource.id)
+            return self.view(resource)
+
+    def view(self, resource: ComputeResource) -> dict[str, Any]:
+        updating = self.operations.busy(resource.key)
+        names = set(resource.model.users)
+        if resource.model.system:
+            names.add(resource.model.system)
+        return resource_view(resource, self.world.tenant_id, self._principals(names), updating)
+
+    def operation(self, subscription: str, op_id: str) -> Operation | None:
+        with self._lock:
+            found = self.operations.get(op_id)
+            if found is None or found.subscription.lower() != subscription.lower():
+                return None
+            return found
+
+    def node_state(self, node: str) -> IdentityState | None:
+        """The identities a node's IMDS may issue tokens for; None for an unknown node."""
+        with self._lock:
+            self.operations.settle()
+            resource = self._nodes.get(node)
+            return None if resource is None else resource.effective
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every resource with its identities (requested and in effect), for the admin API."""
+        with self._lock:
+            self.operations.settle()
+            return [
+                {
+                    "kind": r.kind,
+                    "id": r.id,
+                    "subscription": r.subscription,
+                    "resource_group": r.resource_group,
+                    "name": r.name,
+                    "nodes": r.nodes(),
+                    "identity_type": r.model.type,
+                    "system_assigned": r.model.system,
+                    "user_assigned": sorted(r.model.users),
+                    "effective_user_assigned": sorted(r.effective.users),
+                    "updating": self.operations.busy(r.key),
+                }
+                for r in self._resources.values()
+            ]
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def update(
+        self, caller: str, kind: str, subscription: str, rg: str, name: str, body: Any
+    ) -> tuple[dict[str, Any], Operation]:
+        """Apply a PATCH body: validate everything, then queue the operation."""
+        with self._lock:
+            resource = self.find(kind, subscription, rg, name)
+            action = f"{resource.resource_type}/write"
+            allowed = self._operator(caller, action, resource.id)
+            if not isinstance(body, dict):
+                raise errors.bad_request(
+                    "The request content was invalid and could not be deserialized.",
+                    code="InvalidRequestContent",
+                )
+            target = resource.model
+            if body.get("identity") is not None:
+                target = self._delta(resource, body["identity"], caller, action, allowed)
+            resource.model = target
+
+            def apply() -> None:
+                resource.effective = target
+
+            duration = (
+                self.settings.vm_operation_seconds
+                if kind == "vm"
+                else self.settings.vmss_operation_seconds
+            )
+            operation = self.operations.start(
+                resource.key, resource.subscription, resource.busy_until, duration, apply
+            )
+            resource.busy_until = operation.ends_at
+            return self.view(resource), operation
+
+    def set_by_hand(self, name: str, add: list[str], remove: list[str]) -> dict[str, Any]:
+        """Attach or detach user-assigned identities at once, as someone in the portal would
+        (no operation, no checks but existence): for tests of drift and cleanup."""
+        with self._lock:
+            self.operations.settle()
+            matches = [r for r in self._resources.values() if r.name.lower() == name.lower()]
+            if not matches:
+                raise NotFound("compute resource", name)
+            resource = matches[0]
+            for identity in add + remove:
+                self.world.identity(identity)
+            users = (set(resource.model.users) | set(add)) - set(remove)
+            resource.model = resource.effective = IdentityState(
+                resource.model.system, frozenset(users)
+            )
+            return self.view(resource)
+
+    # --- checks and the delta --------------------------------------------------------------
+
+    def _operator(self, caller: str, action: str, scope: str) -> set[str]:
+        """The identities `caller` (a client id) may assign; 403 when it may not act at all."""
+        identity = self.world.by_client_id(caller)
+        if identity is not None and identity.name == self.world.admin:
+            return {EVERYTHING}
+        allowed = None if identity is None else self.settings.operators.get(identity.name)
+        if allowed is None:
+            raise errors.authorization_failed(caller, action, scope)
+        return allowed
+
+    def _delta(
+        self,
+        resource: ComputeResource,
+        raw: Any,
+        caller: str,
+        action: str,
+        allowed: set[str],
+    ) -> IdentityState:
+        if not isinstance(raw, dict):
+            raise errors.bad_request("identity must be an object.", target="identity")
+        raw_type = raw.get("type")
+        new_type = normalise_type(raw_type) if isinstance(raw_type, str) else None
+        if new_type is None:
+            raise errors.bad_request(
+                f"The value of parameter identity.type is invalid: {raw_type!r}. Allowed values "
+                f"are '{NONE}', '{SYSTEM}', '{USER}', '{BOTH}'.",
+                code="InvalidParameter",
+                target="identity.type",
+            )
+        changes = raw.get("userAssignedIdentities") or {}
+        if not isinstance(changes, dict):
+            raise errors.bad_request(
+                "identity.userAssignedIdentities must be an object.",
+                target="identity.userAssignedIdentities",
+            )
+        adds, removes = self._check_changes(resource, changes, caller, action, allowed)
+        users = (set(resource.model.users) | adds) - removes
+        with_system = new_type in (SYSTEM, BOTH)
+        if new_type not in (USER, BOTH):
+            if adds:
+                raise errors.bad_request(
+                    f"The identity type '{new_type}' cannot carry user-assigned identities; use "
+                    f"'{USER}' or '{BOTH}' to assign them.",
+                    target="identity.userAssignedIdentities",
+                )
+            users = set()
+        elif not users:
+            raise errors.bad_request(
+                f"The identity type '{new_type}' needs at least one user-assigned identity; "
+                f"use '{SYSTEM if with_system else NONE}' when none remain.",
+                target="identity.type",
+            )
+        system = self._system_identity(resource) if with_system else None
+        return IdentityState(system, frozenset(users))
+
+    def _check_changes(
+        self,
+        resource: ComputeResource,
+        changes: dict[str, Any],
+        caller: str,
+        action: str,
+        allowed: set[str],
+    ) -> tuple[set[str], set[str]]:
+        """(names to add, names to remove) from a userAssignedIdentities delta, or ArmError."""
+        if len(changes) > MAX_CHANGES:
+            raise errors.failed_identity_operation(
+                "BadRequest",
+                "BadRequest",
+                f"User Assigned Identities Number '{len(changes)}' Assign exceed limit "
+                f"'{MAX_CHANGES}' in one request.",
+            )
+        for key, value in changes.items():
+            if not IDENTITY_ID.match(key):
+                raise errors.bad_request(
+                    f"Property id '{key}' at path 'identity.userAssignedIdentities' is invalid. "
+                    "Expect fully qualified resource Id that start with "
+                    "'/subscriptions/{subscriptionId}' or '/providers/{resourceProviderNamespace}/'.",
+                    code="LinkedInvalidPropertyId",
+                )
+            if value is not None and value != {}:
+                raise errors.bad_request(
+                    f"Invalid value for the identities '{key}'. The 'UserAssignedIdentities' "
+                    "property keys should only be empty json objects or null.",
+                    code="InvalidIdentityValues",
+                )
+        directory = self._user_assigned()
+        missing = [k for k, v in changes.items() if v is not None and k.lower() not in directory]
+        if missing:
+            first = IDENTITY_ID.match(missing[0])
+            group = first.group(2) if first else ""
+            raise errors.failed_identity_operation(
+                "NotFound",
+                "ResourceNotFound",
+                f"The Resource(s) '{','.join(missing)}' under resource group '{group}' "
+                "were not found.",
+            )
+        adds = {directory[k.lower()] for k, v in changes.items() if v is not None}
+        if EVERYTHING not in allowed:
+            refused = [
+                k for k, v in changes.items() if v is not None and directory[k.lower()] not in allowed
+            ]
+            if refused:
+                raise errors.linked_authorization_failed(caller, action, resource.id, refused)
+        removes = {directory[k.lower()] for k, v in changes.items() if v is None and k.lower() in directory}
+        return adds, removes
+
+    def _user_assigned(self) -> dict[str, str]:
+        """lower-case resource id -> name of every user-assigned identity in the world."""
+        with self.world.locked():
+            return {
+                i.resource_id.lower(): i.name
+                for i in self.world.identities.values()
+                if i.kind == "user-assigned" and i.resource_id
+            }
+
+    def _system_identity(self, resource: ComputeResource) -> str:
+        if resource.system_identity is None:
+            name = f"{resource.name}-system-{resource.unique_id[:8]}"
+            created = str(uuid.uuid4())
+            self.world.add_identity(
+                Identity(name, "system-assigned", created, principal_id=str(uuid.uuid4()))
+            )
+            resource.system_identity = name
+        return resource.system_identity
+
+    def _principals(self, names: set[str]) -> dict[str, tuple[str, str, str]]:
+        result = {}
+        for name in names:
+            identity = self.world.identity(name)
+            result[name] = (identity.resource_id, identity.principal_id, identity.client_id)
+        return result
+
+
