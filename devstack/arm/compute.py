@@ -177,11 +177,13 @@ class Compute:
             def apply() -> None:
                 resource.effective = target
 
-            duration = (
-                self.settings.vm_operation_seconds
-                if kind == "vm"
-                else self.settings.vmss_operation_seconds
-            )
+            duration = resource.operation_seconds
+            if duration is None:
+                duration = (
+                    self.settings.vm_operation_seconds
+                    if kind == "vm"
+                    else self.settings.vmss_operation_seconds
+                )
             operation = self.operations.start(
                 resource.key, resource.subscription, resource.busy_until, duration, apply
             )

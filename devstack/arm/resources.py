@@ -83,6 +83,7 @@ class ComputeResource:
     instances: dict[str, str] = field(default_factory=dict)
     unique_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     busy_until: float = 0.0  # monotonic end of the last queued operation
+    operation_seconds: float | None = None  # overrides the kind's default duration
 
     @property
     def resource_type(self) -> str:

@@ -13,7 +13,8 @@ sets the IMDS stand-in keeps serving every managed identity to every caller.
         mic: [pod-identity, vm-user]             # (the admin identity may do everything)
       virtual_machines:
         <name>: {resource_group: rg, node: <node name, default: the VM name>,
-                 system_identity: <a system-assigned identity>, identities: [<user-assigned>]}
+                 system_identity: <a system-assigned identity>, identities: [<user-assigned>],
+                 subscription_id: <another subscription>, operation_seconds: <this one's>}
       scale_sets:
         <name>: {resource_group: rg, instances: {"0": <node name>, "1": ...},
                  system_identity: ..., identities: [...]}
@@ -117,6 +118,9 @@ def _resource(
         model=state,
         effective=state,
         system_identity=str(system) if system else None,
+        operation_seconds=(
+            float(spec["operation_seconds"]) if spec.get("operation_seconds") is not None else None
+        ),
     )
     if kind == "vm":
         resource.node = str(spec.get("node") or name)
