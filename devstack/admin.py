@@ -192,12 +192,16 @@ class AdminApp:
         compute = self.world.compute
         if parts == ["resources"] and request.method == "GET":
             return json_response(200, {"resources": compute.describe()})
-        if len(parts) == 3 and parts[0] == "resources" and parts[2] == "identities":
-            if request.method == "POST":
-                body = _json_body(request)
-                add = [str(n) for n in body.get("add") or []]
-                remove = [str(n) for n in body.get("remove") or []]
-                return json_response(200, compute.set_by_hand(parts[1], add, remove))
+        if (
+            len(parts) == 3
+            and parts[0] == "resources"
+            and parts[2] == "identities"
+            and request.method == "POST"
+        ):
+            body = _json_body(request)
+            add = [str(n) for n in body.get("add") or []]
+            remove = [str(n) for n in body.get("remove") or []]
+            return json_response(200, compute.set_by_hand(parts[1], add, remove))
         if len(parts) == 2 and parts[0] == "operators" and request.method == "PUT":
             names = _json_body(request).get("identities")
             if not isinstance(names, list):

@@ -198,7 +198,8 @@ class ArmApp:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthenticated(
-                "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
             )
         try:
             claims = self.issuer.verify_signature(token.strip())

@@ -18,13 +18,11 @@ Lock order: the compute lock first, then the world's (identities)."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devstack.arm import errors
-from devstack.arm.errors import ArmError
 from devstack.arm.operations import Operation, OperationLog
 from devstack.arm.resources import (
     BOTH,
@@ -100,7 +98,8 @@ class Compute:
         found = self._resources.get(resource_key(kind, subscription, resource_group, name))
         if found is None:
             raise errors.not_found(
-                "Microsoft.Compute/" + ("virtualMachines" if kind == "vm" else "virtualMachineScaleSets"),
+                "Microsoft.Compute/"
+                + ("virtualMachines" if kind == "vm" else "virtualMachineScaleSets"),
                 name,
                 resource_group,
             )
@@ -308,11 +307,15 @@ class Compute:
         adds = {directory[k.lower()] for k, v in changes.items() if v is not None}
         if EVERYTHING not in allowed:
             refused = [
-                k for k, v in changes.items() if v is not None and directory[k.lower()] not in allowed
+                k
+                for k, v in changes.items()
+                if v is not None and directory[k.lower()] not in allowed
             ]
             if refused:
                 raise errors.linked_authorization_failed(caller, action, resource.id, refused)
-        removes = {directory[k.lower()] for k, v in changes.items() if v is None and k.lower() in directory}
+        removes = {
+            directory[k.lower()] for k, v in changes.items() if v is None and k.lower() in directory
+        }
         return adds, removes
 
     def _user_assigned(self) -> dict[str, str]:
@@ -340,5 +343,3 @@ class Compute:
             identity = self.world.identity(name)
             result[name] = (identity.resource_id, identity.principal_id, identity.client_id)
         return result
-
-

@@ -3,6 +3,7 @@ the compute stand-in raises with the codes and messages Azure uses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from devstack.httpbase import Response, json_response
@@ -65,7 +66,9 @@ def linked_authorization_failed(
 
 def failed_identity_operation(status: str, inner_code: str, inner_message: str) -> ArmError:
     """The identity service's refusal wrapped the way ARM wraps it (400)."""
-    inner = '{"error":{"code":"%s","message":"%s"}}' % (inner_code, inner_message)
+    inner = json.dumps(
+        {"error": {"code": inner_code, "message": inner_message}}, separators=(",", ":")
+    )
     return ArmError(
         400,
         "FailedIdentityOperation",

@@ -131,7 +131,10 @@ def identity_view(
         block["tenantId"] = tenant_id
     if state.users:
         block["userAssignedIdentities"] = {
-            principals[name][0]: {"principalId": principals[name][1], "clientId": principals[name][2]}
+            principals[name][0]: {
+                "principalId": principals[name][1],
+                "clientId": principals[name][2],
+            }
             for name in sorted(state.users)
         }
     return block
@@ -162,7 +165,11 @@ def resource_view(
             "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
         }
     else:
-        body["sku"] = {"name": "Standard_D2s_v3", "tier": "Standard", "capacity": len(resource.instances)}
+        body["sku"] = {
+            "name": "Standard_D2s_v3",
+            "tier": "Standard",
+            "capacity": len(resource.instances),
+        }
         body["properties"] = {
             "uniqueId": resource.unique_id,
             "provisioningState": state,

@@ -60,7 +60,9 @@ def test_get_shows_the_identity_blocks_of_vms_and_scale_sets(arm_stack: Devstack
     scale_set = client.virtual_machine_scale_sets.get(ARM_RG, "ss-1")
     assert scale_set.identity is None
     assert scale_set.sku.capacity == 2
-    assert arm_stack.provider_id("ss-1-node-1").endswith("/virtualMachineScaleSets/ss-1/virtualMachines/1")
+    assert arm_stack.provider_id("ss-1-node-1").endswith(
+        "/virtualMachineScaleSets/ss-1/virtualMachines/1"
+    )
 
 
 def test_patch_merges_only_the_identity_delta(arm_stack: Devstack) -> None:
@@ -75,10 +77,18 @@ def test_patch_merges_only_the_identity_delta(arm_stack: Devstack) -> None:
     vm = client.virtual_machines.begin_update(ARM_RG, "vm-b", update).result()
     assert _names(arm_stack, vm.identity) == {"id-a"}
 
-    vm = _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-b")})
+    vm = _patch_vm(
+        arm_stack,
+        "vm-b",
+        {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-b")},
+    )
     assert _names(arm_stack, vm.identity) == {"id-a", "id-b"}, "a PATCH adds to what is there"
 
-    vm = _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a", remove=True)})
+    vm = _patch_vm(
+        arm_stack,
+        "vm-b",
+        {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a", remove=True)},
+    )
     assert _names(arm_stack, vm.identity) == {"id-b"}, "null removes one, the others stay"
 
     vm = _patch_vm(
@@ -88,7 +98,11 @@ def test_patch_merges_only_the_identity_delta(arm_stack: Devstack) -> None:
     )
     assert _names(arm_stack, vm.identity) == {"id-b"}, "removing one that is not there is a no-op"
 
-    vm = _patch_vm(arm_stack, "vm-b", {"type": "None", "userAssignedIdentities": _ids(arm_stack, "id-b", remove=True)})
+    vm = _patch_vm(
+        arm_stack,
+        "vm-b",
+        {"type": "None", "userAssignedIdentities": _ids(arm_stack, "id-b", remove=True)},
+    )
     assert vm.identity is None
     assert arm_stack.arm_resource("vm-b")["identity_type"] == "None"
 
@@ -105,7 +119,11 @@ def test_identity_type_transitions_keep_system_and_user_assigned_apart(arm_stack
     assert _names(arm_stack, vm.identity) == {"id-a"}
 
     # Back to SystemAssigned: every user-assigned identity goes, the system one stays.
-    vm = _patch_vm(arm_stack, "vm-a", {"type": "SystemAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a", remove=True)})
+    vm = _patch_vm(
+        arm_stack,
+        "vm-a",
+        {"type": "SystemAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a", remove=True)},
+    )
     assert vm.identity.type == "SystemAssigned" and not vm.identity.user_assigned_identities
 
     vm = _patch_vm(arm_stack, "vm-a", {"type": "None"})
@@ -118,19 +136,24 @@ def test_identity_type_transitions_keep_system_and_user_assigned_apart(arm_stack
 
     with pytest.raises(HttpResponseError) as refused:
         _patch_vm(arm_stack, "vm-a", {"type": "UserAssigned"})
-    status, code, message = _error(refused)
+    status, _, message = _error(refused)
     assert status == 400 and "at least one user-assigned identity" in message
     with pytest.raises(HttpResponseError) as bad_type:
         _patch_vm(arm_stack, "vm-a", {"type": "Everything"})
     assert _error(bad_type)[:2] == (400, "InvalidParameter")
-    assert compute_client(arm_stack).virtual_machines.get(ARM_RG, "vm-a").identity.type == "SystemAssigned"
+    assert (
+        compute_client(arm_stack).virtual_machines.get(ARM_RG, "vm-a").identity.type
+        == "SystemAssigned"
+    )
 
 
 def test_patch_is_a_long_running_operation_the_sdk_polls(arm_stack: Devstack) -> None:
     client = compute_client(arm_stack)
     arm_stack.reset_counters()
     poller = client.virtual_machines.begin_update(
-        ARM_RG, "vm-slow", {"identity": {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-c")}}
+        ARM_RG,
+        "vm-slow",
+        {"identity": {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-c")}},
     )
     assert poller.status() == "InProgress"
     during = client.virtual_machines.get(ARM_RG, "vm-slow")
@@ -155,7 +178,9 @@ def test_throttling_per_subscription_is_retried_after_retry_after(arm_stack: Dev
     try:
         other = compute_client(arm_stack, subscription=OTHER_SUBSCRIPTION)
         assert other.virtual_machines.get("other-rg", "vm-elsewhere").name == "vm-elsewhere"
-        assert arm_stack.count(vault=OTHER_SUBSCRIPTION, status=429) == 0, "another subscription is not throttled"
+        assert arm_stack.count(vault=OTHER_SUBSCRIPTION, status=429) == 0, (
+            "another subscription is not throttled"
+        )
 
         vm = client.virtual_machines.get(ARM_RG, "vm-c")
         assert vm.name == "vm-c"
@@ -166,7 +191,9 @@ def test_throttling_per_subscription_is_retried_after_retry_after(arm_stack: Dev
 
 
 def test_throttled_answer_has_the_arm_code_and_retry_after(arm_stack: Devstack) -> None:
-    arm_stack.fault(subscription=arm_stack.subscription_id, endpoint="arm", rate_429=1.0, retry_after=7, count=1)
+    arm_stack.fault(
+        subscription=arm_stack.subscription_id, endpoint="arm", rate_429=1.0, retry_after=7, count=1
+    )
     try:
         response = requests.get(
             f"{arm_stack.arm_endpoint}/subscriptions/{arm_stack.subscription_id}/resourceGroups/"
@@ -191,19 +218,30 @@ def test_more_than_150_identity_changes_are_refused_whole(arm_stack: Devstack) -
         _patch_vm(arm_stack, "vm-c", {"type": "UserAssigned", "userAssignedIdentities": too_many})
     status, code, message = _error(refused)
     assert (status, code) == (400, "FailedIdentityOperation")
-    assert "User Assigned Identities Number '151' Assign exceed limit '150' in one request" in message
+    assert (
+        "User Assigned Identities Number '151' Assign exceed limit '150' in one request" in message
+    )
     assert arm_stack.attached("vm-c") == ["id-a"], "nothing of a refused request is applied"
 
     del too_many[f"{template}/gone-0"]
     vm = _patch_vm(arm_stack, "vm-c", {"type": "UserAssigned", "userAssignedIdentities": too_many})
     assert _names(arm_stack, vm.identity) == {"id-a", "id-b"}, "150 changes are accepted"
-    _patch_vm(arm_stack, "vm-c", {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-b", remove=True)})
+    _patch_vm(
+        arm_stack,
+        "vm-c",
+        {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-b", remove=True)},
+    )
 
 
 def test_linked_authorization_failed_names_every_refused_identity(arm_stack: Devstack) -> None:
     wanted = _ids(arm_stack, "id-a", "id-b", "id-c")
     with pytest.raises(HttpResponseError) as refused:
-        _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": wanted}, caller="limited")
+        _patch_vm(
+            arm_stack,
+            "vm-b",
+            {"type": "UserAssigned", "userAssignedIdentities": wanted},
+            caller="limited",
+        )
     status, code, message = _error(refused)
     assert (status, code) == (403, "LinkedAuthorizationFailed")
     linked = message.split("linked scope(s) '", 1)[1].split("'", 1)[0].split(",")
@@ -211,9 +249,18 @@ def test_linked_authorization_failed_names_every_refused_identity(arm_stack: Dev
     assert "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action" in message
     assert arm_stack.attached("vm-b") == []
 
-    vm = _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a")}, caller="limited")
+    vm = _patch_vm(
+        arm_stack,
+        "vm-b",
+        {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a")},
+        caller="limited",
+    )
     assert _names(arm_stack, vm.identity) == {"id-a"}, "the allowed one alone goes through"
-    _patch_vm(arm_stack, "vm-b", {"type": "None", "userAssignedIdentities": _ids(arm_stack, "id-a", remove=True)})
+    _patch_vm(
+        arm_stack,
+        "vm-b",
+        {"type": "None", "userAssignedIdentities": _ids(arm_stack, "id-a", remove=True)},
+    )
 
 
 def test_a_caller_without_a_role_is_refused(arm_stack: Devstack) -> None:
@@ -227,26 +274,45 @@ def test_a_caller_without_a_role_is_refused(arm_stack: Devstack) -> None:
 def test_identity_ids_are_validated_and_compared_without_case(arm_stack: Devstack) -> None:
     not_an_identity = arm_stack.arm["nodes"]["node-a"]["resource_id"]
     with pytest.raises(HttpResponseError) as invalid:
-        _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": {not_an_identity: {}}})
+        _patch_vm(
+            arm_stack,
+            "vm-b",
+            {"type": "UserAssigned", "userAssignedIdentities": {not_an_identity: {}}},
+        )
     assert _error(invalid)[:2] == (400, "LinkedInvalidPropertyId")
 
     unknown = arm_stack.resource_id("id-a").replace("/id-a", "/nobody")
     with pytest.raises(HttpResponseError) as missing:
-        _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": {unknown: {}}})
+        _patch_vm(
+            arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": {unknown: {}}}
+        )
     status, code, message = _error(missing)
     assert (status, code) == (400, "FailedIdentityOperation") and unknown in message
 
     # Another subscription's identity, its id shouted: still id-d.
-    vm = _patch_vm(arm_stack, "vm-b", {"type": "UserAssigned", "userAssignedIdentities": {arm_stack.resource_id("id-d").upper(): {}}})
+    vm = _patch_vm(
+        arm_stack,
+        "vm-b",
+        {
+            "type": "UserAssigned",
+            "userAssignedIdentities": {arm_stack.resource_id("id-d").upper(): {}},
+        },
+    )
     assert _names(arm_stack, vm.identity) == {"id-d"}
-    _patch_vm(arm_stack, "vm-b", {"type": "None", "userAssignedIdentities": {arm_stack.resource_id("id-d").lower(): None}})
+    _patch_vm(
+        arm_stack,
+        "vm-b",
+        {"type": "None", "userAssignedIdentities": {arm_stack.resource_id("id-d").lower(): None}},
+    )
     assert arm_stack.attached("vm-b") == []
 
 
 def test_scale_set_patch_reaches_every_instance(arm_stack: Devstack) -> None:
     client = compute_client(arm_stack)
     scale_set = client.virtual_machine_scale_sets.begin_update(
-        ARM_RG, "ss-1", {"identity": {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-c")}}
+        ARM_RG,
+        "ss-1",
+        {"identity": {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-c")}},
     ).result()
     assert _names(arm_stack, scale_set.identity) == {"id-c"}
     assert arm_stack.count(operation="vmss.patch", status=200) >= 1
@@ -284,8 +350,11 @@ def test_arm_wants_a_management_token(arm_stack: Devstack) -> None:
 
     vault_token = admin_token(arm_stack)
     wrong = requests.get(
-        url, params=params, headers={"Authorization": f"Bearer {vault_token}"},
-        verify=arm_stack.ca_bundle, timeout=10,
+        url,
+        params=params,
+        headers={"Authorization": f"Bearer {vault_token}"},
+        verify=arm_stack.ca_bundle,
+        timeout=10,
     )
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "InvalidAuthenticationTokenAudience"
@@ -295,6 +364,8 @@ def test_arm_wants_a_management_token(arm_stack: Devstack) -> None:
     assert no_version.status_code == 400
     assert no_version.json()["error"]["code"] == "MissingApiVersionParameter"
 
-    ok = requests.get(url.lower(), params=params, headers=headers, verify=arm_stack.ca_bundle, timeout=10)
+    ok = requests.get(
+        url.lower(), params=params, headers=headers, verify=arm_stack.ca_bundle, timeout=10
+    )
     assert ok.status_code == 200, "paths are matched without case"
     assert int(ok.headers["x-ms-ratelimit-remaining-subscription-reads"]) < 12000

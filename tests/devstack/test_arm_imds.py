@@ -30,7 +30,9 @@ def _imds(host: str, **query: str) -> requests.Response:
     )
 
 
-def _attach(ds: Devstack, resource: str, identity: str, vmss: bool = False, remove: bool = False) -> None:
+def _attach(
+    ds: Devstack, resource: str, identity: str, vmss: bool = False, remove: bool = False
+) -> None:
     client = compute_client(ds)
     ops = client.virtual_machine_scale_sets if vmss else client.virtual_machines
     body = {
@@ -50,7 +52,9 @@ def test_a_node_reads_key_vault_only_once_its_identity_is_attached(
         monkeypatch.delenv(name, raising=False)
     client_id = arm_stack.client_id("id-c")
     with pytest.raises(ClientAuthenticationError):
-        secret_client(arm_stack, ManagedIdentityCredential(client_id=client_id), "armkv").get_secret("armsecret")
+        secret_client(
+            arm_stack, ManagedIdentityCredential(client_id=client_id), "armkv"
+        ).get_secret("armsecret")
 
     _attach(arm_stack, "vm-b", "id-c")
     credential = ManagedIdentityCredential(client_id=client_id)
@@ -65,9 +69,17 @@ def test_a_node_reads_key_vault_only_once_its_identity_is_attached(
 
 def test_identities_of_one_node_are_not_another_nodes(arm_stack: Devstack) -> None:
     # vm-c has id-a from the seed; vm-b does not.
-    assert _imds(arm_stack.node_imds_host("node-c"), client_id=arm_stack.client_id("id-a")).status_code == 200
-    assert _imds(arm_stack.node_imds_host("node-b"), client_id=arm_stack.client_id("id-a")).status_code == 400
-    by_resource = _imds(arm_stack.node_imds_host("node-c"), msi_res_id=arm_stack.resource_id("id-a").lower())
+    assert (
+        _imds(arm_stack.node_imds_host("node-c"), client_id=arm_stack.client_id("id-a")).status_code
+        == 200
+    )
+    assert (
+        _imds(arm_stack.node_imds_host("node-b"), client_id=arm_stack.client_id("id-a")).status_code
+        == 400
+    )
+    by_resource = _imds(
+        arm_stack.node_imds_host("node-c"), msi_res_id=arm_stack.resource_id("id-a").lower()
+    )
     assert by_resource.json()["client_id"] == arm_stack.client_id("id-a")
     by_object = _imds(
         arm_stack.node_imds_host("node-c"), object_id=arm_stack.identities["id-a"]["principal_id"]
@@ -92,7 +104,12 @@ def test_imds_waits_for_the_operation_to_finish(arm_stack: Devstack) -> None:
     poller = compute_client(arm_stack).virtual_machines.begin_update(
         ARM_RG,
         "vm-slow",
-        {"identity": {"type": "UserAssigned", "userAssignedIdentities": {arm_stack.resource_id("id-a"): {}}}},
+        {
+            "identity": {
+                "type": "UserAssigned",
+                "userAssignedIdentities": {arm_stack.resource_id("id-a"): {}},
+            }
+        },
     )
     assert poller.status() == "InProgress"
     assert _imds(host, client_id=client_id).status_code == 400, "not yet: the update is running"
@@ -101,10 +118,14 @@ def test_imds_waits_for_the_operation_to_finish(arm_stack: Devstack) -> None:
 
 
 def test_the_plain_imds_port_is_the_default_node(arm_stack: Devstack) -> None:
-    system = requests.get(arm_stack.imds_endpoint, params=PARAMS, headers={"Metadata": "true"}, timeout=10)
+    system = requests.get(
+        arm_stack.imds_endpoint, params=PARAMS, headers={"Metadata": "true"}, timeout=10
+    )
     assert system.status_code == 200
     assert system.json()["client_id"] == arm_stack.client_id("node-system")
-    assert _imds(arm_stack.node_imds_host("node-b")).status_code == 400, "node-b has no system identity"
+    assert _imds(arm_stack.node_imds_host("node-b")).status_code == 400, (
+        "node-b has no system identity"
+    )
 
 
 def test_default_world_serves_the_vm_identities_but_not_pod_identity(devstack: Devstack) -> None:
@@ -152,10 +173,19 @@ def test_changes_by_hand_show_at_once(arm_stack: Devstack) -> None:
 @pytest.mark.parametrize(
     ("arm", "fragment"),
     [
-        ("{virtual_machines: {v: {identities: [sp]}}}", "arm.virtual_machines.v.identities: 'sp' is not a user-assigned identity"),
+        (
+            "{virtual_machines: {v: {identities: [sp]}}}",
+            "arm.virtual_machines.v.identities: 'sp' is not a user-assigned identity",
+        ),
         ("{virtual_machines: {v: {system_identity: ua}}}", "is not a system-assigned identity"),
-        ("{scale_sets: {s: {}}}", "arm.scale_sets.s.instances: a scale set needs at least one instance"),
-        ("{default_node: nowhere, virtual_machines: {v: {}}}", "arm.default_node: no VM or scale set has the node 'nowhere'"),
+        (
+            "{scale_sets: {s: {}}}",
+            "arm.scale_sets.s.instances: a scale set needs at least one instance",
+        ),
+        (
+            "{default_node: nowhere, virtual_machines: {v: {}}}",
+            "arm.default_node: no VM or scale set has the node 'nowhere'",
+        ),
         ("{operators: {ghost: ['*']}}", "arm.operators: identity 'ghost' is not declared"),
         ("{virtual_machines: {v: {node: n}, w: {node: n}}}", "node 'n' belongs to two resources"),
     ],
