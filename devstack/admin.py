@@ -22,7 +22,7 @@ Routes:
   POST   /identities/<name>/revoke
   GET    /arm/resources                                  {"resources": [every VM and scale set:
                       kind, id, name, nodes, identity_type, system_assigned, user_assigned,
-                      effective_user_assigned, updating]}
+                      effective_user_assigned, updating, patches (accepted since start)]}
   POST   /arm/resources/<name>/identities   {"add": [identity], "remove": [identity]}
                       attach/detach at once, as by hand in the portal (no operation, no checks)
   PUT    /arm/operators/<identity>          {"identities": [names or "*"]} who it may assign

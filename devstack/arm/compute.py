@@ -1,17 +1,6 @@
-"""The compute resources (VMs and scale sets), who may change them, and the identity-delta
-logic of a PATCH, as Azure applies it:
-
-- `identity.type` is the new type: None, SystemAssigned, UserAssigned or
-  "SystemAssigned, UserAssigned" (any case, any spacing after the comma);
-- `identity.userAssignedIdentities` is a delta merged into the current set: `{}` adds the
-  identity, `null` removes it (removing one that is not there changes nothing);
-- a type without UserAssigned drops every user-assigned identity (and refuses `{}` entries); a
-  type with UserAssigned needs at least one to remain; turning SystemAssigned off and on again
-  gives the resource its system-assigned identity back (the devstack keeps one per resource);
-- at most 150 entries per request; ids must be user-assigned identity resource ids (compared
-  without case); unknown identities are refused; the caller needs the assign permission on
-  every identity it adds (`operators` in the seed), else 403 LinkedAuthorizationFailed naming
-  every refused one. A refused request changes nothing.
+"""The compute resources (VMs and scale sets), who may change them (`operators` in the seed;
+the admin identity may do everything), and the queueing of their updates as operations. What a
+PATCH body does to the identity block is in `devstack/arm/delta.py`.
 
 Lock order: the compute lock first, then the world's (identities)."""
 
@@ -23,26 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devstack.arm import errors
+from devstack.arm.delta import EVERYTHING, Caller, apply_delta
 from devstack.arm.operations import Operation, OperationLog
-from devstack.arm.resources import (
-    BOTH,
-    IDENTITY_ID,
-    NONE,
-    SYSTEM,
-    USER,
-    ComputeResource,
-    IdentityState,
-    normalise_type,
-    resource_key,
-    resource_view,
-)
+from devstack.arm.resources import ComputeResource, IdentityState, resource_key, resource_view
 from devstack.model import Identity, NotFound
 
 if TYPE_CHECKING:
     from devstack.world import World
-
-MAX_CHANGES = 150  # identity entries ARM accepts in one request
-EVERYTHING = "*"
 
 
 @dataclass
@@ -149,6 +125,7 @@ class Compute:
                     "user_assigned": sorted(r.model.users),
                     "effective_user_assigned": sorted(r.effective.users),
                     "updating": self.operations.busy(r.key),
+                    "patches": r.patches,
                 }
                 for r in self._resources.values()
             ]
@@ -170,8 +147,15 @@ class Compute:
                 )
             target = resource.model
             if body.get("identity") is not None:
-                target = self._delta(resource, body["identity"], caller, action, allowed)
+                target = apply_delta(
+                    resource.model,
+                    body["identity"],
+                    self._user_assigned(),
+                    Caller(caller, action, resource.id, allowed),
+                    lambda: self._system_identity(resource),
+                )
             resource.model = target
+            resource.patches += 1
 
             def apply() -> None:
                 resource.effective = target
@@ -206,7 +190,7 @@ class Compute:
             )
             return self.view(resource)
 
-    # --- checks and the delta --------------------------------------------------------------
+    # --- helpers ---------------------------------------------------------------------------
 
     def _operator(self, caller: str, action: str, scope: str) -> set[str]:
         """The identities `caller` (a client id) may assign; 403 when it may not act at all."""
@@ -217,106 +201,6 @@ class Compute:
         if allowed is None:
             raise errors.authorization_failed(caller, action, scope)
         return allowed
-
-    def _delta(
-        self,
-        resource: ComputeResource,
-        raw: Any,
-        caller: str,
-        action: str,
-        allowed: set[str],
-    ) -> IdentityState:
-        if not isinstance(raw, dict):
-            raise errors.bad_request("identity must be an object.", target="identity")
-        raw_type = raw.get("type")
-        new_type = normalise_type(raw_type) if isinstance(raw_type, str) else None
-        if new_type is None:
-            raise errors.bad_request(
-                f"The value of parameter identity.type is invalid: {raw_type!r}. Allowed values "
-                f"are '{NONE}', '{SYSTEM}', '{USER}', '{BOTH}'.",
-                code="InvalidParameter",
-                target="identity.type",
-            )
-        changes = raw.get("userAssignedIdentities") or {}
-        if not isinstance(changes, dict):
-            raise errors.bad_request(
-                "identity.userAssignedIdentities must be an object.",
-                target="identity.userAssignedIdentities",
-            )
-        adds, removes = self._check_changes(resource, changes, caller, action, allowed)
-        users = (set(resource.model.users) | adds) - removes
-        with_system = new_type in (SYSTEM, BOTH)
-        if new_type not in (USER, BOTH):
-            if adds:
-                raise errors.bad_request(
-                    f"The identity type '{new_type}' cannot carry user-assigned identities; use "
-                    f"'{USER}' or '{BOTH}' to assign them.",
-                    target="identity.userAssignedIdentities",
-                )
-            users = set()
-        elif not users:
-            raise errors.bad_request(
-                f"The identity type '{new_type}' needs at least one user-assigned identity; "
-                f"use '{SYSTEM if with_system else NONE}' when none remain.",
-                target="identity.type",
-            )
-        system = self._system_identity(resource) if with_system else None
-        return IdentityState(system, frozenset(users))
-
-    def _check_changes(
-        self,
-        resource: ComputeResource,
-        changes: dict[str, Any],
-        caller: str,
-        action: str,
-        allowed: set[str],
-    ) -> tuple[set[str], set[str]]:
-        """(names to add, names to remove) from a userAssignedIdentities delta, or ArmError."""
-        if len(changes) > MAX_CHANGES:
-            raise errors.failed_identity_operation(
-                "BadRequest",
-                "BadRequest",
-                f"User Assigned Identities Number '{len(changes)}' Assign exceed limit "
-                f"'{MAX_CHANGES}' in one request.",
-            )
-        for key, value in changes.items():
-            if not IDENTITY_ID.match(key):
-                raise errors.bad_request(
-                    f"Property id '{key}' at path 'identity.userAssignedIdentities' is invalid. "
-                    "Expect fully qualified resource Id that start with "
-                    "'/subscriptions/{subscriptionId}' or '/providers/{resourceProviderNamespace}/'.",
-                    code="LinkedInvalidPropertyId",
-                )
-            if value is not None and value != {}:
-                raise errors.bad_request(
-                    f"Invalid value for the identities '{key}'. The 'UserAssignedIdentities' "
-                    "property keys should only be empty json objects or null.",
-                    code="InvalidIdentityValues",
-                )
-        directory = self._user_assigned()
-        missing = [k for k, v in changes.items() if v is not None and k.lower() not in directory]
-        if missing:
-            first = IDENTITY_ID.match(missing[0])
-            group = first.group(2) if first else ""
-            raise errors.failed_identity_operation(
-                "NotFound",
-                "ResourceNotFound",
-                f"The Resource(s) '{','.join(missing)}' under resource group '{group}' "
-                "were not found.",
-            )
-        adds = {directory[k.lower()] for k, v in changes.items() if v is not None}
-        if EVERYTHING not in allowed:
-            refused = [
-                k
-                for k, v in changes.items()
-                if v is not None and directory[k.lower()] not in allowed
-            ]
-            if refused:
-                raise errors.linked_authorization_failed(caller, action, resource.id, refused)
-        removes = {
-            directory[k.lower()] for k, v in changes.items() if v is None and k.lower() in directory
-        }
-        return adds, removes
 
     def _user_assigned(self) -> dict[str, str]:
         """lower-case resource id -> name of every user-assigned identity in the world."""

@@ -84,6 +84,7 @@ class ComputeResource:
     unique_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     busy_until: float = 0.0  # monotonic end of the last queued operation
     operation_seconds: float | None = None  # overrides the kind's default duration
+    patches: int = 0  # accepted PATCHes since start (benchmarks count them per resource)
 
     @property
     def resource_type(self) -> str:

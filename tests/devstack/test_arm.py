@@ -166,6 +166,7 @@ def test_patch_is_a_long_running_operation_the_sdk_polls(arm_stack: Devstack) ->
     assert vm.properties.provisioning_state == "Succeeded"
     assert arm_stack.attached("vm-slow") == ["id-c"]
     assert arm_stack.count(operation="vm.patch", status=200) == 1
+    assert arm_stack.arm_resource("vm-slow")["patches"] == 1
     assert arm_stack.count(operation="arm.operation", status=200) >= 1
 
 
