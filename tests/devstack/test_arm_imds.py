@@ -202,3 +202,38 @@ def test_bad_arm_seed_entries_are_named(tmp_path: Path, arm: str, fragment: str)
     with pytest.raises(SeedError) as error:
         load_seed(seed)
     assert fragment in str(error.value)
+
+
+def test_cli_throttles_one_subscription_for_a_number_of_requests(arm_stack: Devstack) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "fault",
+            "--state-dir",
+            str(arm_stack.state_dir),
+            "--endpoint",
+            "arm",
+            "--subscription",
+            arm_stack.subscription_id,
+            "--rate-429",
+            "1",
+            "--retry-after",
+            "1",
+            "--count",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    arm_stack.reset_counters()
+    try:
+        assert compute_client(arm_stack).virtual_machines.get(ARM_RG, "vm-c").name == "vm-c"
+    finally:
+        arm_stack.clear_faults()
+    assert arm_stack.count(operation="vm.get", status=429) == 1
+    assert arm_stack.count(operation="vm.get", status=200) == 1
