@@ -15,7 +15,7 @@ from devstack.arm import errors
 from devstack.arm.delta import EVERYTHING, Caller, apply_delta
 from devstack.arm.operations import Operation, OperationLog
 from devstack.arm.resources import ComputeResource, IdentityState, resource_key, resource_view
-from devstack.model import Identity, NotFound
+from devstack.model import BadInput, Identity, NotFound
 
 if TYPE_CHECKING:
     from devstack.world import World
@@ -182,6 +182,9 @@ class Compute:
             if not matches:
                 raise NotFound("compute resource", name)
             resource = matches[0]
+            if self.operations.busy(resource.key):
+                # The running operation would overwrite the change when it ends.
+                raise BadInput(f"{name} has an update in progress; change it after it ends")
             for identity in add + remove:
                 self.world.identity(identity)
             users = (set(resource.model.users) | set(add)) - set(remove)

@@ -198,6 +198,7 @@ arm:
     vm-b: {node: node-b}
     vm-c: {node: node-c, identities: [id-a]}
     vm-slow: {node: node-slow, operation_seconds: 4}
+    vm-queue: {node: node-queue, operation_seconds: 1}
     vm-elsewhere: {node: node-elsewhere, subscription_id: 66666666-6666-6666-6666-666666666666,
                    resource_group: other-rg}
   scale_sets:

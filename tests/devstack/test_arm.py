@@ -170,6 +170,25 @@ def test_patch_is_a_long_running_operation_the_sdk_polls(arm_stack: Devstack) ->
     assert arm_stack.count(operation="arm.operation", status=200) >= 1
 
 
+def test_updates_of_one_vm_queue_and_both_are_kept(arm_stack: Devstack) -> None:
+    client = compute_client(arm_stack)
+    first = client.virtual_machines.begin_update(
+        ARM_RG,
+        "vm-queue",
+        {"identity": {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-a")}},
+    )
+    second = client.virtual_machines.begin_update(
+        ARM_RG,
+        "vm-queue",
+        {"identity": {"type": "UserAssigned", "userAssignedIdentities": _ids(arm_stack, "id-b")}},
+    )
+    vm = second.result()
+    assert first.status() in ("InProgress", "Succeeded")
+    first.result()
+    assert _names(arm_stack, vm.identity) == {"id-a", "id-b"}
+    assert arm_stack.attached("vm-queue") == ["id-a", "id-b"]
+
+
 def test_throttling_per_subscription_is_retried_after_retry_after(arm_stack: Devstack) -> None:
     client = compute_client(arm_stack)
     arm_stack.reset_counters()
@@ -359,6 +378,17 @@ def test_arm_wants_a_management_token(arm_stack: Devstack) -> None:
     )
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "InvalidAuthenticationTokenAudience"
+
+    expired_token = arm_stack.access_token("mic", "https://management.azure.com/", expires_in=-60)
+    expired = requests.get(
+        url,
+        params=params,
+        headers={"Authorization": f"Bearer {expired_token}"},
+        verify=arm_stack.ca_bundle,
+        timeout=10,
+    )
+    assert expired.status_code == 401
+    assert expired.json()["error"]["code"] == "ExpiredAuthenticationToken"
 
     headers = {"Authorization": f"Bearer {_arm_token(arm_stack)}"}
     no_version = requests.get(url, headers=headers, verify=arm_stack.ca_bundle, timeout=10)
