@@ -8,7 +8,8 @@ sets the IMDS stand-in keeps serving every managed identity to every caller.
       identity_resource_group: devstack-identities  # default group of user-assigned identities
       location: devstack
       operation_seconds: {vm: 0.0, vmss: 0.0}    # how long a PATCH takes to take effect
-      default_node: devstack-node-0              # the node the plain IMDS port answers for
+      default_node: devstack-node-0              # the node the plain IMDS path answers for
+                                                 # (none: that path answers 404)
       operators:                                 # identity -> identities it may assign ("*": all)
         mic: [pod-identity, vm-user]             # (the admin identity may do everything)
       virtual_machines:
