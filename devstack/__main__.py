@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--imds-port", type=int)
     up.add_argument("--nmi-port", type=int)
     up.add_argument("--admin-port", type=int)
+    up.add_argument("--arm-port", type=int)
     up.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
     secret = sub.add_parser("secret", help="change secrets in a running devstack")
@@ -62,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     fault = sub.add_parser("fault", help="set a fault rule (no options: clear all rules)")
     fault.add_argument("--state-dir", required=True, type=Path)
     fault.add_argument("--vault", default="*")
-    fault.add_argument("--endpoint", default="*", choices=["*", "keyvault", "token", "imds", "nmi"])
+    fault.add_argument(
+        "--endpoint", default="*", choices=["*", "keyvault", "token", "imds", "nmi", "arm"]
+    )
+    fault.add_argument("--subscription", help="ARM rules: the subscription (instead of --vault)")
+    fault.add_argument("--count", type=int, default=0, help="only the next N matching requests")
     fault.add_argument("--latency-ms", type=float, default=0.0)
     fault.add_argument("--rate-429", type=float, default=0.0)
     fault.add_argument("--rate-503", type=float, default=0.0)
@@ -73,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     counters = sub.add_parser("counters", help="print request counters as JSON")
     counters.add_argument("--state-dir", required=True, type=Path)
     counters.add_argument("--reset", action="store_true", help="reset after printing")
+
+    arm = sub.add_parser("arm", help="VMs and scale sets of the devstack's resource manager")
+    arm_sub = arm.add_subparsers(dest="action", required=True)
+    arm_list = arm_sub.add_parser("list", help="every VM and scale set with its identities")
+    arm_list.add_argument("--state-dir", required=True, type=Path)
+    arm_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     revoke = sub.add_parser("revoke", help="remove an identity's access policies everywhere")
     revoke.add_argument("--state-dir", required=True, type=Path)
@@ -104,7 +115,9 @@ def _up(args: argparse.Namespace) -> int:
             args.state_dir,
             args.seed,
             args.host,
-            PortOverrides(args.authority_port, args.imds_port, args.nmi_port, args.admin_port),
+            PortOverrides(
+                args.authority_port, args.imds_port, args.nmi_port, args.admin_port, args.arm_port
+            ),
         )
         run_forever(stack, stop)
     except SeedError as exc:
@@ -114,6 +127,20 @@ def _up(args: argparse.Namespace) -> int:
         print(f"kv-devstack: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _arm_list(stack: Devstack, as_json: bool) -> None:
+    resources = stack.arm_resources()
+    if as_json:
+        print(json.dumps({"resources": resources}, indent=2))
+        return
+    for r in resources:
+        state = " (updating)" if r["updating"] else ""
+        print(f"{r['kind']:<5} {r['resource_group']}/{r['name']}  type {r['identity_type']}{state}")
+        print(f"      nodes: {', '.join(sorted(r['nodes'])) or '-'}")
+        if r["system_assigned"]:
+            print(f"      system-assigned: {r['system_assigned']}")
+        print(f"      user-assigned: {', '.join(r['user_assigned']) or '-'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 stack.clear_faults()
             else:
                 stack.fault(
-                    vault=args.vault,
+                    vault=args.subscription or args.vault,
+                    count=args.count,
                     endpoint=args.endpoint,
                     latency_ms=args.latency_ms,
                     rate_429=args.rate_429,
@@ -152,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"requests": stack.counters()}, indent=2))
             if args.reset:
                 stack.reset_counters()
+        elif args.command == "arm":
+            _arm_list(stack, args.json)
         elif args.command == "revoke":
             stack.revoke(args.identity)
     except DevstackError as exc:

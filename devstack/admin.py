@@ -20,6 +20,12 @@ Routes:
                       -> {"id","version","sid","kid"}
   PUT    /vaults/<v>/policies/<identity>   {"secrets": [...], "keys": [...], "certificates": [...]}
   POST   /identities/<name>/revoke
+  GET    /arm/resources                                  {"resources": [every VM and scale set:
+                      kind, id, name, nodes, identity_type, system_assigned, user_assigned,
+                      effective_user_assigned, updating, patches (accepted since start)]}
+  POST   /arm/resources/<name>/identities   {"add": [identity], "remove": [identity]}
+                      attach/detach at once, as by hand in the portal (no operation, no checks)
+  PUT    /arm/operators/<identity>          {"identities": [names or "*"]} who it may assign
   POST   /sa-token    {"namespace","service_account","audience","expires_in"} -> {"token"}
   POST   /tokens      {"identity","resource","expires_in"} -> {"access_token"} (test tokens,
                       e.g. already expired or for another audience)
@@ -160,6 +166,8 @@ class AdminApp:
             return json_response(200, {"ok": True})
         if len(parts) >= 4 and parts[0] == "vaults":
             return self._vault_op(request, parts[1], parts[2], parts[3:])
+        if parts and parts[0] == "arm":
+            return self._arm(request, parts[1:])
         raise AdminError(404, "NotFound", f"no admin route for {method} {request.path}")
 
     def _faults(self, request: Request) -> Response:
@@ -175,10 +183,32 @@ class AdminApp:
             self.faults.clear()
         else:
             vault, endpoint, fault = parse_fault(body)
-            if vault != "*":
+            if vault != "*" and endpoint != "arm":
                 self.world.vault(vault)
             self.faults.set(vault, endpoint, fault)
         return json_response(200, {"faults": self.faults.describe()})
+
+    def _arm(self, request: Request, parts: list[str]) -> Response:
+        compute = self.world.compute
+        if parts == ["resources"] and request.method == "GET":
+            return json_response(200, {"resources": compute.describe()})
+        if (
+            len(parts) == 3
+            and parts[0] == "resources"
+            and parts[2] == "identities"
+            and request.method == "POST"
+        ):
+            body = _json_body(request)
+            add = [str(n) for n in body.get("add") or []]
+            remove = [str(n) for n in body.get("remove") or []]
+            return json_response(200, compute.set_by_hand(parts[1], add, remove))
+        if len(parts) == 2 and parts[0] == "operators" and request.method == "PUT":
+            names = _json_body(request).get("identities")
+            if not isinstance(names, list):
+                raise AdminError(400, "BadParameter", "identities (a list of names) is required")
+            compute.set_operator(parts[1], [str(n) for n in names])
+            return json_response(200, {"ok": True})
+        raise AdminError(404, "NotFound", f"no admin route for {request.method} {request.path}")
 
     def _sa_token(self, request: Request) -> Response:
         body = _json_body(request)

@@ -133,3 +133,33 @@ class AdminClient:
 
     def revoke(self, identity: str) -> None:
         self._call("POST", f"/identities/{identity}/revoke")
+
+    # --- Azure Resource Manager (devstack/arm) ------------------------------------------------
+
+    def arm_resources(self) -> list[dict[str, Any]]:
+        """Every VM and scale set with its identities (see `GET /arm/resources`)."""
+        result: list[dict[str, Any]] = self._call("GET", "/arm/resources")["resources"]
+        return result
+
+    def arm_resource(self, name: str) -> dict[str, Any]:
+        """One VM or scale set by name (the first one found)."""
+        for resource in self.arm_resources():
+            if resource["name"].lower() == name.lower():
+                return resource
+        raise DevstackError(f"devstack has no VM or scale set named {name!r}")
+
+    def attached(self, name: str) -> list[str]:
+        """The user-assigned identities (names) in effect on a VM or scale set."""
+        return list(self.arm_resource(name)["effective_user_assigned"])
+
+    def change_identities_by_hand(
+        self, name: str, add: list[str] | None = None, remove: list[str] | None = None
+    ) -> None:
+        """Attach/detach user-assigned identities at once, behind ARM's back."""
+        self._call(
+            "POST", f"/arm/resources/{name}/identities", {"add": add or [], "remove": remove or []}
+        )
+
+    def set_arm_operator(self, identity: str, identities: list[str]) -> None:
+        """Which identities `identity` may assign through ARM ("*": all)."""
+        self._call("PUT", f"/arm/operators/{identity}", {"identities": identities})

@@ -48,6 +48,7 @@ class Devstack(AdminClient):
     cloud_config: str
     pid: int
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    arm: dict[str, Any] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # --- construction ----------------------------------------------------------------------
@@ -80,6 +81,7 @@ class Devstack(AdminClient):
             cloud_config=raw["cloud_config"],
             pid=int(raw["pid"]),
             raw=raw,
+            arm=raw.get("arm", {}),
         )
 
     @classmethod
@@ -156,3 +158,26 @@ class Devstack(AdminClient):
 
     def client_secret(self, identity: str) -> str:
         return self.identities[identity]["client_secret"]
+
+    # --- Azure Resource Manager ------------------------------------------------------------
+
+    @property
+    def arm_endpoint(self) -> str:
+        """Base URL for `ComputeManagementClient(base_url=...)`."""
+        return str(self.arm["endpoint"])
+
+    @property
+    def subscription_id(self) -> str:
+        return str(self.arm["subscription_id"])
+
+    def resource_id(self, identity: str) -> str:
+        """A user-assigned identity's ARM resource id."""
+        return self.identities[identity]["resource_id"]
+
+    def node_imds_host(self, node: str) -> str:
+        """AZURE_POD_IDENTITY_AUTHORITY_HOST for code that should run as `node`."""
+        return str(self.arm["nodes"][node]["imds_host"])
+
+    def provider_id(self, node: str) -> str:
+        """The node's Kubernetes `spec.providerID` (azure:///subscriptions/...)."""
+        return str(self.arm["nodes"][node]["provider_id"])

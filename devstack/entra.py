@@ -284,7 +284,14 @@ def imds_error(status: int, description: str, error: str = "invalid_request") ->
 
 class ImdsApp:
     """`GET /metadata/identity/oauth2/token`: the VM's system-assigned identity, or a
-    user-assigned one chosen by `client_id`, `object_id` or `msi_res_id`/`mi_res_id`."""
+    user-assigned one chosen by `client_id`, `object_id` or `msi_res_id`/`mi_res_id`.
+
+    Which node is calling is explicit, since every node's IMDS is this one server: the plain
+    path answers for the seed's `arm.default_node`, `/nodes/<node>/metadata/identity/oauth2/token`
+    for `<node>` (so `AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:<port>/nodes/<node>`
+    makes an unmodified SDK that node). As in Azure, a node gets tokens only for the identities
+    in effect on its VM or scale set; any other is "Identity not found". A world without VMs or
+    scale sets has no nodes: then every managed identity is served to every caller."""
 
     def __init__(self, world: World, issuer: TokenIssuer) -> None:
         self.world = world
@@ -307,7 +314,12 @@ class ImdsApp:
         return imds_error(500, "An unexpected error occurred", error="unknown_error")
 
     def handle(self, request: Request, route: Route) -> Response:
-        if request.path.rstrip("/") != "/metadata/identity/oauth2/token":
+        path = request.path.rstrip("/")
+        node = self.world.compute.settings.default_node
+        if path.startswith("/nodes/"):
+            node, _, path = path[len("/nodes/") :].partition("/")
+            path = "/" + path
+        if path != "/metadata/identity/oauth2/token":
             return text_response(404, "Not found")
         if request.header("Metadata") != "true":
             return imds_error(400, "Required metadata header not specified")
@@ -318,7 +330,10 @@ class ImdsApp:
         resource = request.query.get("resource", "")
         if not resource:
             return imds_error(400, "Required audience parameter not specified")
-        identity = self._select(request.query)
+        managed = self._managed(node)
+        if managed is None:
+            return text_response(404, "Not found")
+        identity = self._select(request.query, managed)
         if identity is None:
             return imds_error(400, "Identity not found")
         issued = self.issuer.issue(identity, resource)
@@ -336,14 +351,38 @@ class ImdsApp:
             },
         )
 
-    def _select(self, query: dict[str, str]) -> Identity | None:
-        with self.world.locked():
-            managed = [i for i in self.world.identities.values() if i.kind in MANAGED_KINDS]
+    def _managed(self, node: str | None) -> list[Identity] | None:
+        """The managed identities `node` may use (system-assigned first); None: no such node."""
+        compute = self.world.compute
+        if not compute.bound:
+            with self.world.locked():
+                return [i for i in self.world.identities.values() if i.kind in MANAGED_KINDS]
+        state = compute.node_state(node) if node else None
+        if state is None:
+            return None
+        names = ([state.system] if state.system else []) + sorted(state.users)
+        return [self.world.identity(name) for name in names]
+
+    @staticmethod
+    def _select(query: dict[str, str], managed: list[Identity]) -> Identity | None:
         wanted_id = query.get("client_id") or query.get("object_id")
         if wanted_id:
-            return next((i for i in managed if i.client_id.lower() == wanted_id.lower()), None)
+            wanted = wanted_id.lower()
+            return next(
+                (i for i in managed if wanted in (i.client_id.lower(), i.principal_id.lower())),
+                None,
+            )
         res_id = query.get("msi_res_id") or query.get("mi_res_id")
         if res_id:
-            name = res_id.rstrip("/").rsplit("/", 1)[-1]
-            return next((i for i in managed if i.kind == "user-assigned" and i.name == name), None)
+            wanted = res_id.rstrip("/").lower()
+            name = wanted.rsplit("/", 1)[-1]
+            return next(
+                (
+                    i
+                    for i in managed
+                    if i.kind == "user-assigned"
+                    and (i.resource_id.lower() == wanted or i.name.lower() == name)
+                ),
+                None,
+            )
         return next((i for i in managed if i.kind == "system-assigned"), None)

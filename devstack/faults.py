@@ -8,18 +8,20 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ENDPOINTS = ("keyvault", "token", "imds", "nmi")
+ENDPOINTS = ("keyvault", "token", "imds", "nmi", "arm")
 
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do to matching requests: wait, then maybe drop, throttle or fail them."""
+    """What to do to matching requests: wait, then maybe drop, throttle or fail them; with
+    `count` > 0, only to the next `count` matching requests (then the rule is spent)."""
 
     latency_ms: float = 0.0
     rate_429: float = 0.0
     rate_503: float = 0.0
     drop: float = 0.0
     retry_after: int = 1
+    count: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,21 +39,24 @@ def _rate(raw: dict[str, Any], name: str) -> float:
 
 
 def parse_fault(raw: dict[str, Any]) -> tuple[str, str, Fault]:
-    """(vault, endpoint, fault) from the admin API's JSON; raises ValueError on bad input."""
-    vault = str(raw.get("vault") or "*").lower()
+    """(vault, endpoint, fault) from the admin API's JSON; raises ValueError on bad input.
+    ARM requests are keyed by subscription: `subscription` is accepted in place of `vault`."""
+    vault = str(raw.get("vault") or raw.get("subscription") or "*").lower()
     endpoint = str(raw.get("endpoint") or "*").lower()
     if endpoint != "*" and endpoint not in ENDPOINTS:
         raise ValueError(f"endpoint must be one of *, {', '.join(ENDPOINTS)}; got {endpoint!r}")
     latency = float(raw.get("latency_ms") or 0.0)
     retry_after = int(raw.get("retry_after") or 1)
-    if latency < 0 or retry_after < 0:
-        raise ValueError("latency_ms and retry_after must not be negative")
+    count = int(raw.get("count") or 0)
+    if latency < 0 or retry_after < 0 or count < 0:
+        raise ValueError("latency_ms, retry_after and count must not be negative")
     fault = Fault(
         latency_ms=latency,
         rate_429=_rate(raw, "rate_429"),
         rate_503=_rate(raw, "rate_503"),
         drop=_rate(raw, "drop"),
         retry_after=retry_after,
+        count=count,
     )
     return vault, endpoint, fault
 
@@ -59,20 +64,26 @@ def parse_fault(raw: dict[str, Any]) -> tuple[str, str, Fault]:
 class FaultTable:
     """Rules keyed by (vault or "*", endpoint or "*"); the most specific rule wins.
 
-    Requests that are not for a vault (token, IMDS, NMI) only match vault "*" rules."""
+    Requests that are not for a vault (token, IMDS, NMI) only match vault "*" rules; ARM
+    requests match their subscription's rules as a vault's requests match the vault's."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rules: dict[tuple[str, str], Fault] = {}
+        self._left: dict[tuple[str, str], int] = {}  # rules with a count: matches left
         self._lock = threading.Lock()
         self._rng = rng or random.Random()
 
     def set(self, vault: str, endpoint: str, fault: Fault) -> None:
         with self._lock:
             self._rules[(vault, endpoint)] = fault
+            self._left.pop((vault, endpoint), None)
+            if fault.count:
+                self._left[(vault, endpoint)] = fault.count
 
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._left.clear()
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -85,9 +96,15 @@ class FaultTable:
             keys = [("*", endpoint), ("*", "*")]
             if vault is not None:
                 keys = [(vault.lower(), endpoint), *keys[:1], (vault.lower(), "*"), keys[1]]
-            fault = next((self._rules[k] for k in keys if k in self._rules), None)
-            if fault is None:
+            key = next((k for k in keys if k in self._rules), None)
+            if key is None:
                 return Outcome(0.0, "pass", 0)
+            fault = self._rules[key]
+            if key in self._left:
+                self._left[key] -= 1
+                if self._left[key] <= 0:  # spent: this is the rule's last request
+                    del self._left[key]
+                    del self._rules[key]
             roll = self._rng.random()
         action = "pass"
         if roll < fault.drop:

@@ -58,6 +58,10 @@ class Identity:
     client_id: str
     client_secret: str | None = None
     federations: list[Federation] = field(default_factory=list)
+    # Managed identities only: the ARM resource id (user-assigned) and the object id ARM reports
+    # as principalId; filled in by the seed (devstack/arm/seed.py) when not given.
+    resource_id: str = ""
+    principal_id: str = ""
 
 
 @dataclass(frozen=True)

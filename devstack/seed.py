@@ -5,11 +5,13 @@ Format (every section optional except identities/vaults for anything useful)::
     tenant_id: 11111111-1111-1111-1111-111111111111
     admin: admin                      # identity with full access to every vault
     token_lifetime_seconds: 3600
-    ports: {authority: 0, imds: 0, nmi: 0, admin: 0, vaults: {testkv: 0}}   # 0 = any free port
+    ports: {authority: 0, imds: 0, nmi: 0, admin: 0, arm: 0, vaults: {testkv: 0}}   # 0 = any free port
     identities:
       <name>: {kind: service-principal|user-assigned|system-assigned|workload,
                client_id: <guid>, client_secret: <text>,        # secret: service principals
+               resource_id: <ARM id>, principal_id: <guid>,     # managed identities; derived if absent
                federations: [{namespace: ns, service_account: sa, audience: api://AzureADTokenExchange}]}
+    arm: {...}      # VMs, scale sets, nodes and who may assign what: see devstack/arm/seed.py
     vaults:
       <vault>:
         access_policies: {<identity>: {secrets: [get, list], keys: [...], certificates: [...]}}
@@ -58,6 +60,7 @@ from typing import Any
 import yaml
 
 from devstack import crypto
+from devstack.arm.seed import build_compute
 from devstack.world import (
     IDENTITY_KINDS,
     SA_AUDIENCE,
@@ -81,6 +84,7 @@ class Ports:
     nmi: int = 0
     admin: int = 0
     vaults: dict[str, int] = field(default_factory=dict)
+    arm: int = 0
 
 
 def default_seed_text() -> str:
@@ -128,6 +132,7 @@ def build_world(raw: dict[str, Any], base: Path) -> tuple[World, Ports]:
     )
     for name, spec in identities.items():
         world.add_identity(_identity(str(name), _mapping(spec, f"identities.{name}")))
+    world.compute = build_compute(world, raw.get("arm"))
 
     vaults = _mapping(raw.get("vaults"), "vaults")
     for name in vaults:
@@ -157,6 +162,7 @@ def build_world(raw: dict[str, Any], base: Path) -> tuple[World, Ports]:
         imds=int(ports_raw.get("imds") or 0),
         nmi=int(ports_raw.get("nmi") or 0),
         admin=int(ports_raw.get("admin") or 0),
+        arm=int(ports_raw.get("arm") or 0),
         vaults={
             str(k).lower(): int(v)
             for k, v in _mapping(ports_raw.get("vaults"), "ports.vaults").items()
@@ -192,7 +198,15 @@ def _identity(name: str, spec: dict[str, Any]) -> Identity:
                 str(entry.get("audience") or SA_AUDIENCE),
             )
         )
-    return Identity(name, kind, client_id, str(secret) if secret else None, federations)
+    return Identity(
+        name,
+        kind,
+        client_id,
+        str(secret) if secret else None,
+        federations,
+        resource_id=str(spec.get("resource_id") or ""),
+        principal_id=str(spec.get("principal_id") or ""),
+    )
 
 
 def _fill_vault(world: World, vault: str, spec: dict[str, Any], base: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from devstack import crypto
 from devstack.admin import AdminApp
+from devstack.arm.app import ARM_RESOURCE, ArmApp
 from devstack.entra import EntraApp, ImdsApp
 from devstack.faults import Counters, FaultTable
 from devstack.httpbase import App, DevServer, Request, Response, Route, kv_error, serve_in_thread
@@ -57,6 +58,7 @@ class PortOverrides:
     imds: int | None = None
     nmi: int | None = None
     admin: int | None = None
+    arm: int | None = None
 
 
 class RunningStack:
@@ -86,6 +88,7 @@ class RunningStack:
             nmi=overrides.nmi if overrides.nmi is not None else ports.nmi,
             admin=overrides.admin if overrides.admin is not None else ports.admin,
             vaults=dict(ports.vaults),
+            arm=overrides.arm if overrides.arm is not None else ports.arm,
         )
 
     def _server(self, name: str, port: int, tls: ssl.SSLContext | None) -> DevServer:
@@ -103,6 +106,7 @@ class RunningStack:
         imds = self._server("imds", self.ports.imds, None)
         nmi = self._server("nmi", self.ports.nmi, None)
         admin = self._server("admin", self.ports.admin, None)
+        arm = self._server("arm", self.ports.arm, tls)
         vault_servers = {
             name: self._server(f"vault-{name}", self.ports.vaults.get(name, 0), tls)
             for name in self.world.vaults
@@ -113,17 +117,21 @@ class RunningStack:
             self.world.vaults[name].base_url = f"https://{self.host}:{server.port}"
             server.app = KeyVaultApp(self.world, issuer, name)
         authority.app = EntraApp(self.world, issuer)
+        arm_app = ArmApp(self.world, issuer, self.world.compute)
+        arm_app.base_url = f"https://{self.host}:{arm.port}"
+        arm.app = arm_app
         imds.app = ImdsApp(self.world, issuer)
         nmi.app = NmiApp(self.world, issuer)
         admin.app = AdminApp(self.world, issuer, self.faults, self.counters, lambda: self.state)
 
-        servers: list[DevServer] = [authority, imds, nmi, admin, *vault_servers.values()]
+        servers: list[DevServer] = [authority, imds, nmi, admin, arm, *vault_servers.values()]
         for server in servers:
             self._stops.append(serve_in_thread(server))
         # Pod-assignment delays count from here: the moment the stack can answer.
         self.world.started = time.monotonic()
 
         self.state = self._describe(material.ca_bundle, authority_host, imds, nmi, admin)
+        self.state["arm"] = self._describe_arm(arm_app.base_url, imds)
         cloud = {
             "name": "DevStack",
             "authority_host": authority_host,
@@ -152,6 +160,10 @@ class RunningStack:
             entry: dict[str, Any] = {"client_id": identity.client_id, "kind": identity.kind}
             if identity.client_secret is not None:
                 entry["client_secret"] = identity.client_secret
+            if identity.resource_id:
+                entry["resource_id"] = identity.resource_id
+            if identity.principal_id:
+                entry["principal_id"] = identity.principal_id
             identities[name] = entry
         return {
             "ca_bundle": str(ca_bundle),
@@ -185,6 +197,30 @@ class RunningStack:
             "cloud_config": str(self.state_dir / CLOUD_FILE),
             "state_dir": str(self.state_dir),
             "pid": os.getpid(),
+        }
+
+    def _describe_arm(self, endpoint: str, imds: DevServer) -> dict[str, Any]:
+        """The `arm` entry of devstack.json: where ARM is, and every node's VM or scale set."""
+        compute = self.world.compute
+        nodes: dict[str, Any] = {}
+        for resource in compute.describe():
+            for node, provider_id in resource["nodes"].items():
+                nodes[node] = {
+                    "kind": resource["kind"],
+                    "resource_id": resource["id"],
+                    "resource_group": resource["resource_group"],
+                    "name": resource["name"],
+                    "provider_id": provider_id,
+                    "imds_host": f"http://{self.host}:{imds.port}/nodes/{node}",
+                }
+        return {
+            "endpoint": endpoint,
+            "resource": ARM_RESOURCE,
+            "subscription_id": compute.settings.subscription_id,
+            "resource_group": compute.settings.resource_group,
+            "location": compute.settings.location,
+            "default_node": compute.settings.default_node,
+            "nodes": nodes,
         }
 
     def stop(self) -> None:

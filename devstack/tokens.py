@@ -63,6 +63,11 @@ class TokenIssuer:
         }
         return Issued(self._access.sign(claims), resource, life, t + life, t - 300)
 
+    def verify_signature(self, token: str) -> dict[str, Any]:
+        """Claims of a token this devstack's Entra ID signed; the caller checks audience,
+        issuer and lifetime as its service does (see `devstack.arm.app`)."""
+        return self._access.verify(token)
+
     def verify_for_keyvault(self, token: str) -> dict[str, Any]:
         """Claims of a valid Key Vault access token; TokenError naming the problem otherwise."""
         claims = self._access.verify(token)

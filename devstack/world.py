@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from devstack.arm.compute import Compute
 from devstack.model import (
     CATEGORIES,
     IDENTITY_KINDS,
@@ -52,7 +53,8 @@ __all__ = [
 
 class World(CertificateStore):
     """The whole devstack state: the tenant, its identities and their federations, the vaults
-    with their access policies and objects, and the pods NMI knows."""
+    with their access policies and objects, the pods NMI knows, and the VMs and scale sets
+    (`compute`) with the identities attached to them."""
 
     def __init__(
         self,
@@ -67,6 +69,8 @@ class World(CertificateStore):
         self.identities: dict[str, Identity] = {}
         self.pods: dict[str, PodAssignment] = {}
         self.started = time.monotonic()
+        # VMs and scale sets (devstack/arm): the seed replaces this empty one.
+        self.compute = Compute(self)
 
     # --- identities and access -------------------------------------------------------------
 

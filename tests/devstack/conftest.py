@@ -162,3 +162,72 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"t-{base}{'-' + suffix if suffix else ''}"[:120]
 
     return make
+
+
+# --- Azure Resource Manager -----------------------------------------------------------------
+
+ARM_SEED = """
+tenant_id: 44444444-4444-4444-4444-444444444444
+admin: boss
+identities:
+  boss: {kind: service-principal, client_id: c0000000-0000-0000-0000-000000000001, client_secret: boss-secret}
+  mic: {kind: service-principal, client_id: c0000000-0000-0000-0000-000000000002, client_secret: mic-secret}
+  limited: {kind: service-principal, client_id: c0000000-0000-0000-0000-000000000003, client_secret: limited-secret}
+  outsider: {kind: service-principal, client_id: c0000000-0000-0000-0000-000000000004, client_secret: outsider-secret}
+  node-system: {kind: system-assigned, client_id: c0000000-0000-0000-0000-000000000005}
+  id-a: {kind: user-assigned, client_id: c0000000-0000-0000-0000-00000000000a}
+  id-b: {kind: user-assigned, client_id: c0000000-0000-0000-0000-00000000000b}
+  id-c: {kind: user-assigned, client_id: c0000000-0000-0000-0000-00000000000c}
+  id-d: {kind: user-assigned, client_id: c0000000-0000-0000-0000-00000000000d,
+         resource_id: /subscriptions/66666666-6666-6666-6666-666666666666/resourceGroups/other-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-d}
+vaults:
+  armkv:
+    access_policies:
+      id-a: {secrets: [get]}
+      id-c: {secrets: [get]}
+    secrets:
+      armsecret: {value: arm-secret-value}
+arm:
+  subscription_id: 55555555-5555-5555-5555-555555555555
+  default_node: node-a
+  operators:
+    mic: ["*"]
+    limited: [id-a]
+  virtual_machines:
+    vm-a: {node: node-a, system_identity: node-system}
+    vm-b: {node: node-b}
+    vm-c: {node: node-c, identities: [id-a]}
+    vm-slow: {node: node-slow, operation_seconds: 4}
+    vm-queue: {node: node-queue, operation_seconds: 1}
+    vm-elsewhere: {node: node-elsewhere, subscription_id: 66666666-6666-6666-6666-666666666666,
+                   resource_group: other-rg}
+  scale_sets:
+    ss-1: {instances: {"0": ss-1-node-0, "1": ss-1-node-1}}
+"""
+ARM_RG = "devstack-nodes"
+
+
+@pytest.fixture(scope="module")
+def arm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
+    """A devstack of its own with VMs, a scale set and operators (tests change them)."""
+    directory = tmp_path_factory.mktemp("arm-devstack")
+    seed = directory / "seed.yaml"
+    seed.write_text(ARM_SEED)
+    stack = Devstack.start(directory / "state", seed=seed)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def compute_client(ds: Devstack, identity: str = "mic", subscription: str | None = None) -> Any:
+    """The official ComputeManagementClient, configured for the devstack's ARM."""
+    from azure.mgmt.compute import ComputeManagementClient
+
+    return ComputeManagementClient(
+        sp_credential(ds, identity),
+        subscription or ds.subscription_id,
+        base_url=ds.arm_endpoint,
+        credential_scopes=["https://management.azure.com/.default"],
+        connection_verify=ds.ca_bundle,
+    )

@@ -68,6 +68,7 @@ def test_state_file_describes_the_default_world(devstack: Devstack) -> None:
         "vm-system",
         "vm-user",
         "workload",
+        "mic",
     }
     assert raw["pods"]["default/slow-pod"] == {"identity": "pod-identity", "delay_seconds": 3.0}
     assert raw["federations"][0]["service_account"] == "workload-sa"
