@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from bench.common import Context, Row, default_mount_mode, fmt, release_mounts
+from bench.common import Context, Row, fmt
+from devstack.harness.node import default_mount_mode, release_mounts
 
 BENCHMARKS = ("engine_publish", "grpc_overhead", "flexvolume", "rotation")
 HERE = Path(__file__).resolve().parent

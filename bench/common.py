@@ -1,4 +1,5 @@
-"""Shared parts of the benchmarks: the run context, result rows, timing, volumes, a daemon.
+"""Shared parts of the benchmarks: the run context, result rows, timing, secrets, and the
+harness's daemon and shim (devstack.harness) set up for measuring.
 
 Every benchmark module exposes `NAME`, `TITLE` and `run(ctx: Context) -> list[Row]`; the runner
 (bench/__main__.py) starts one devstack, hands each module the same `Context` and collects rows.
@@ -18,11 +19,9 @@ from typing import Any
 from devstack.client import Devstack
 from devstack.harness.daemon import DaemonProcess
 from devstack.harness.engine import core_settings
-from devstack.harness.node import default_mount_mode, release_mounts
 from devstack.harness.shim import run_shim, shim_command
 from devstack.harness.world import VAULT
 
-__all__ = ["VAULT", "default_mount_mode", "release_mounts"]  # re-exported for the benchmarks
 DEADLINE = 5.0  # seconds for NMI and each request: generous, timings are measured not bounded
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from driver.mounts import private_mount_namespace
+from devstack.harness.node import default_mount_mode
+from devstack.harness.world import REPO
 
 pytest_plugins = ["tests.fixtures.devstack", "tests.fixtures.daemon"]
 
@@ -15,9 +16,9 @@ pytest_plugins = ["tests.fixtures.devstack", "tests.fixtures.daemon"]
 @pytest.fixture(scope="session")
 def mount_mode() -> str:
     """The mount mode tests can use: "tmpfs" when real mounts are safe here, else "dir"."""
-    return "tmpfs" if private_mount_namespace() else "dir"
+    return default_mount_mode()
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return REPO

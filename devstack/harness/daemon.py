@@ -29,6 +29,13 @@ from devstack.harness.node import csi_target
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 
 _METRICS_LINE = re.compile(r"metrics and health on http://127\.0\.0\.1:(\d+)")
+# gRPC's default reconnect backoff starts at 1 s: a dial that fails once while the daemon starts
+# or restarts would stall the next call that long. A local socket is cheap to retry.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
 
 
 class DaemonProcess:
@@ -105,12 +112,15 @@ class DaemonProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daemon exited {self.process.returncode}:\n{self.log()}")
-            try:
-                if self.identity.Probe(csi_pb2.ProbeRequest(), timeout=1).ready.value:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
+            # Dialling before the socket exists would only put the channel into reconnect
+            # backoff; a stat is cheap.
+            if self.csi_socket.exists():
+                try:
+                    if self.identity.Probe(csi_pb2.ProbeRequest(), timeout=1).ready.value:
+                        return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.02)
         raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log()}")
 
     @property
@@ -191,7 +201,9 @@ class DaemonProcess:
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(f"unix://{self.csi_socket}")
+            self._channel = grpc.insecure_channel(
+                f"unix://{self.csi_socket}", options=_CHANNEL_OPTIONS
+            )
         return self._channel
 
     @property

@@ -19,6 +19,7 @@ from cryptography import x509
 
 from azcommon.cloud import load_cloud_config
 from devstack.client import Devstack
+from devstack.harness.world import TENANT
 from tests.devstack.conftest import secret_client, sp_credential
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def test_up_writes_state_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 def test_state_file_describes_the_default_world(devstack: Devstack) -> None:
     raw = devstack.raw
-    assert raw["tenant_id"] == "11111111-1111-1111-1111-111111111111"
+    assert raw["tenant_id"] == TENANT
     assert set(raw["vaults"]) == {"testkv", "otherkv"}
     assert set(raw["identities"]) == {
         "admin",
