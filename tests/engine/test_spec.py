@@ -8,12 +8,13 @@ from collections.abc import Mapping
 import pytest
 
 from azcommon.errors import InvalidArgument
+from devstack.harness.world import TENANT
 from driver.model import IdentityMode, ObjectSpec, ObjectType
 from driver.spec import parse_volume
 
 CLIENT_SECRET = "Sup3r~Secret.Value_that-must-not-leak"
 SA_TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload-that-must-not-leak.sig"
-TENANT = "11111111-1111-1111-1111-111111111111"
+
 CLIENT_ID = "22222222-2222-2222-2222-222222222222"
 
 

@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from azcommon.errors import InvalidArgument
+from devstack.harness.world import TENANT
 from driver.model import IdentityMode, ObjectSpec, ObjectType, ParsedVolume
 from driver.spec import MAX_VERSION_HISTORY, WORKLOAD_IDENTITY_AUDIENCE, parse_volume
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TENANT = "11111111-1111-1111-1111-111111111111"
+
 CLIENT_ID = "22222222-2222-2222-2222-222222222222"
 
 KNOWN_KEYS = [
