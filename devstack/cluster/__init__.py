@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -75,11 +76,18 @@ class Cluster:
     """One local cluster. `timeout` scales every wait (CI machines are shared and slow)."""
 
     def __init__(
-        self, state_dir: Path, *, sa_issuer: str = SA_ISSUER_DEFAULT, timeout: float = 180.0
+        self,
+        state_dir: Path,
+        *,
+        sa_issuer: str = SA_ISSUER_DEFAULT,
+        timeout: float = 180.0,
+        kubelet_env: dict[str, str] | None = None,
     ):
         self.root = Path(state_dir).resolve()
         self.sa_issuer = sa_issuer
         self.timeout = timeout
+        # Extra environment for kubelet, which passes it on to the FlexVolume drivers it execs.
+        self.kubelet_env = dict(kubelet_env or {})
         self.bin: Binaries | None = None
         self.layout: Layout | None = None
         self.components: dict[str, Component] = {}
@@ -144,7 +152,8 @@ class Cluster:
         return self
 
     def _start(self, name: str, argv: list[str]) -> Component:
-        component = Component(name, argv, self.lay.logs / f"{name}.log").start()
+        env = {**os.environ, **self.kubelet_env} if name == "kubelet" else None
+        component = Component(name, argv, self.lay.logs / f"{name}.log", env).start()
         self.components[name] = component
         self._save()
         return component
@@ -257,6 +266,7 @@ class Cluster:
                 k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.lay).items()
             },
             "sa_issuer": self.sa_issuer,
+            "kubelet_env": self.kubelet_env,
             "components": {
                 name: {"pid": c.pid, "argv": c.argv} for name, c in self.components.items()
             },
@@ -271,7 +281,7 @@ class Cluster:
         """The cluster recorded in `state_dir` (to talk to it or take it down)."""
         root = Path(state_dir).resolve()
         state = json.loads((root / STATE_FILE).read_text())
-        cluster = cls(root, sa_issuer=state["sa_issuer"])
+        cluster = cls(root, sa_issuer=state["sa_issuer"], kubelet_env=state.get("kubelet_env"))
         lay = state["layout"]
         lay["root"] = Path(lay["root"])
         cluster.layout = Layout(**lay)

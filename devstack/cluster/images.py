@@ -26,7 +26,7 @@ APP_IMAGE_SHORT = "kv-busybox:local"
 
 _APPLETS = (
     "sh", "cat", "ls", "sleep", "stat", "echo", "test", "[", "id", "mount", "find", "grep",
-    "head", "tail", "wc", "sha256sum", "env", "true", "false", "date", "readlink", "touch",
+    "head", "tail", "wc", "sha256sum", "base64", "env", "true", "false", "date", "readlink", "touch",
 )  # fmt: skip
 _PAUSE = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 
