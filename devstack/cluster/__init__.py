@@ -122,8 +122,9 @@ class Cluster:
         return self.lay.kubelet_root / "plugins_registry"
 
     @property
-    def sa_signing_key(self) -> Path:
-        return self.lay.pki / "sa.key"
+    def sa_public_key(self) -> Path:
+        """The PEM public key that verifies this cluster's service-account tokens."""
+        return self.lay.pki / "sa.pub"
 
     # -- bring-up ------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from devstack.client import Devstack
 from devstack.cluster import Cluster
 from devstack.cluster.images import APP_IMAGE_SHORT
+from devstack.cluster.nodeplugin import DRIVER, NodePlugin
 from tests.e2e import kube
-from tests.e2e.conftest import DRIVER, NodePlugin
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 
@@ -186,6 +186,34 @@ def test_csi_service_principal_through_node_publish_secret_ref(
     kube.wait_ready(cluster, "sp-pod")
     assert kube.read(cluster, "sp-pod", "/mnt/secrets/app-secret-2") == "app-secret-2-value"
     kube.delete_pod(cluster, "sp-pod")
+
+
+def test_workload_identity_gets_kubelets_service_account_token(
+    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack
+) -> None:
+    """kubelet requests a token for the CSIDriver's `tokenRequests` audience and hands it to
+    NodePublishVolume; the devstack's Entra ID trusts this cluster's issuer (as a federated
+    credential trusts a cluster's OIDC issuer) and the federation for default/workload-sa."""
+    e2e_devstack.trust_sa_issuer(cluster.sa_issuer, cluster.sa_public_key.read_text())
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "workload-sa", "namespace": "default"},
+    }
+    attributes = {
+        "clientID": e2e_devstack.client_id("workload"),
+        "keyvaultName": "testkv",
+        "tenantId": TENANT,
+        "objects": objects({"objectName": "app-secret-3", "objectType": "secret"}),
+    }
+    kube.apply(
+        cluster, account, csi_pod("nginx-csi-kv-wi", attributes, service_account="workload-sa")
+    )
+    kube.wait_ready(cluster, "nginx-csi-kv-wi")
+    assert (
+        kube.read(cluster, "nginx-csi-kv-wi", "/mnt/secrets/app-secret-3") == "app-secret-3-value"
+    )
+    kube.delete_pod(cluster, "nginx-csi-kv-wi")
 
 
 def test_bad_volume_shows_its_error_in_events_and_leaves_nothing_mounted(
