@@ -63,11 +63,17 @@ def busybox_layer(busybox: Path) -> bytes:
             link.linkname = "busybox"
             link.mode = 0o777
             _tar_entry(tar, link)
-        passwd = b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
-        info = tarfile.TarInfo("etc/passwd")
-        info.size = len(passwd)
-        info.mode = 0o644
-        _tar_entry(tar, info, passwd)
+        for name, text in (
+            (
+                "etc/passwd",
+                b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            ),
+            ("etc/group", b"root:x:0:\nnogroup:x:65534:\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            info.mode = 0o644
+            _tar_entry(tar, info, text)
     return buf.getvalue()
 
 
