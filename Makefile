@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint fmt proto bench clean
+.PHONY: venv demo demo-cluster test e2e lint fmt proto bench clean
 
 # The product (editable, with the dev tools), then the devstack: a separate dev distribution
 # (dev/) that gives `kv-devstack`. Two steps, so re-installing the product into an older .venv
@@ -21,11 +21,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(NS) $(BIN)/python -m devstack.demo
 
+# The seed pod on a real local cluster (kubelet, containerd; needs root and the k8s binaries).
+demo-cluster: $(STAMP)
+	$(NS) $(BIN)/python -m devstack.demo --cluster
+
 # As root, the suite runs in a private mount namespace so its real tmpfs mounts never reach the host.
 NS := $(shell [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null && echo unshare -m --propagation private)
 
 test: $(STAMP)
 	$(NS) $(BIN)/python -m pytest -q
+
+# The real-cluster tier alone (tests/e2e skips itself, with the reason, without the binaries).
+e2e: $(STAMP)
+	$(NS) $(BIN)/python -m pytest -q tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

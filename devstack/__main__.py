@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke = sub.add_parser("revoke", help="remove an identity's access policies everywhere")
     revoke.add_argument("--state-dir", required=True, type=Path)
     revoke.add_argument("identity")
+
+    from devstack.cluster.cli import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
     return parser
 
 
@@ -147,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "cluster":
+        from devstack.cluster.cli import run as run_cluster
+
+        return run_cluster(args)
     try:
         stack = Devstack.load(args.state_dir)
         if args.command == "secret":

@@ -27,6 +27,8 @@ Routes:
                       attach/detach at once, as by hand in the portal (no operation, no checks)
   PUT    /arm/operators/<identity>          {"identities": [names or "*"]} who it may assign
   POST   /sa-token    {"namespace","service_account","audience","expires_in"} -> {"token"}
+  POST   /sa-issuers  {"issuer","public_key_pem"}: federations also accept service-account
+                      tokens from this issuer (a real cluster's API server)
   POST   /tokens      {"identity","resource","expires_in"} -> {"access_token"} (test tokens,
                       e.g. already expired or for another audience)
 """
@@ -156,6 +158,13 @@ class AdminApp:
             return self._sa_token(request)
         if parts == ["tokens"] and method == "POST":
             return self._token(request)
+        if parts == ["sa-issuers"] and method == "POST":
+            body = _json_body(request)
+            try:
+                self.issuer.trust_sa_issuer(str(body["issuer"]), str(body["public_key_pem"]))
+            except (KeyError, ValueError) as exc:
+                raise AdminError(400, "BadParameter", f"issuer and public_key_pem: {exc}") from None
+            return json_response(200, {"ok": True})
         if (
             len(parts) == 3
             and parts[0] == "identities"

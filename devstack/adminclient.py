@@ -90,6 +90,10 @@ class AdminClient:
         }
         return str(self._call("POST", "/sa-token", body)["token"])
 
+    def trust_sa_issuer(self, issuer: str, public_key_pem: str) -> None:
+        """Let workload-identity federations accept a real cluster's service-account tokens."""
+        self._call("POST", "/sa-issuers", {"issuer": issuer, "public_key_pem": public_key_pem})
+
     def access_token(
         self,
         identity: str | None = None,

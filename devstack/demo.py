@@ -247,4 +247,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--cluster" in sys.argv[1:]:
+        from devstack.cluster.demo import main as cluster_demo
+
+        sys.exit(cluster_demo())
     sys.exit(main())

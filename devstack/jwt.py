@@ -68,3 +68,28 @@ class Signer:
         return {
             "keys": [{"kty": "RSA", "use": "sig", "kid": self.kid, "n": b64url(n), "e": b64url(e)}]
         }
+
+
+def verify_with_public_key(token: str, public_key: rsa.RSAPublicKey) -> dict[str, Any]:
+    """The claims of an RS256 token signed by the holder of `public_key`, whatever its `kid`
+    (a Kubernetes API server names its keys by hash); raises TokenError otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenError("the token is not a JWS compact serialization")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        claims = json.loads(b64url_decode(parts[1]))
+        signature = b64url_decode(parts[2])
+    except ValueError:
+        raise TokenError("the token is not valid base64url JSON") from None
+    if not isinstance(header, dict) or header.get("alg") != "RS256":
+        raise TokenError("the token is not signed with RS256")
+    try:
+        public_key.verify(
+            signature, (parts[0] + "." + parts[1]).encode(), padding.PKCS1v15(), hashes.SHA256()
+        )
+    except InvalidSignature:
+        raise TokenError("the token signature is invalid") from None
+    if not isinstance(claims, dict):
+        raise TokenError("the token claims are not a JSON object")
+    return claims

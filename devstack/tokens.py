@@ -8,7 +8,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from devstack.jwt import Signer, TokenError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from devstack.jwt import Signer, TokenError, verify_with_public_key
 from devstack.world import SA_AUDIENCE, Federation, Identity, World
 
 KEYVAULT_AUDIENCES = ("https://vault.azure.net", "https://vault.azure.net/")
@@ -29,6 +32,9 @@ class TokenIssuer:
         self.authority_host = authority_host.rstrip("/")
         self._access = Signer("devstack-entra")
         self._sa = Signer("devstack-sa")
+        # Other service-account issuers whose tokens federations accept (a real cluster's API
+        # server), as an Entra ID federated credential trusts a cluster's OIDC issuer.
+        self._trusted_sa: dict[str, rsa.RSAPublicKey] = {}
 
     @property
     def issuer(self) -> str:
@@ -106,10 +112,30 @@ class TokenIssuer:
         }
         return self._sa.sign(claims)
 
+    def trust_sa_issuer(self, issuer: str, public_key_pem: str) -> None:
+        """Accept service-account tokens from `issuer` signed with this RSA key."""
+        key = serialization.load_pem_public_key(public_key_pem.encode())
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise TokenError("the service-account issuer key must be an RSA public key")
+        self._trusted_sa[issuer] = key
+
+    def _verify_sa(self, assertion: str) -> dict[str, Any]:
+        try:
+            return self._sa.verify(assertion)
+        except TokenError:
+            for issuer, key in self._trusted_sa.items():
+                try:
+                    claims = verify_with_public_key(assertion, key)
+                except TokenError:
+                    continue
+                if claims.get("iss") == issuer:
+                    return claims
+            raise
+
     def federation_for(self, identity: Identity, assertion: str) -> Federation:
         """The federation of `identity` that accepts this service-account token."""
-        claims = self._sa.verify(assertion)
-        if claims.get("iss") != self.sa_issuer:
+        claims = self._verify_sa(assertion)
+        if claims.get("iss") != self.sa_issuer and claims.get("iss") not in self._trusted_sa:
             raise TokenError(
                 "AADSTS700211: No matching federated identity record found for presented assertion issuer."
             )

@@ -1,0 +1,99 @@
+"""The end-to-end tier: a real single-node Kubernetes (`devstack.cluster`), the node plugin as a
+host process registered with the real kubelet, the FlexVolume shim installed in kubelet's
+plugin dir, and a devstack of its own (NMI on the default port 2579, so the seed pod's options
+are exactly what users write).
+
+Without the binaries or packages the tier is skipped with the reason, except under `CI=true`,
+where it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.client import Devstack
+from devstack.cluster import Cluster, missing
+from devstack.cluster.nodeplugin import NodePlugin, flex_env, install
+
+NMI_DEFAULT_PORT = 2579
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.timeout(600))
+
+
+@pytest.fixture(scope="session")
+def e2e_root() -> Iterator[Path]:
+    reasons = missing()
+    if reasons:
+        message = "real-cluster tier cannot run: " + "; ".join(reasons)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the binaries and packages must be installed)")
+        pytest.skip(message)
+    # Short and under /tmp: unix socket paths stay well below 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="kv-e2e-", dir="/tmp"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def e2e_devstack(e2e_root: Path) -> Iterator[Devstack]:
+    extra = ["--nmi-port", str(NMI_DEFAULT_PORT)] if _port_free(NMI_DEFAULT_PORT) else []
+    stack = Devstack.start(e2e_root / "devstack", extra_args=extra)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(e2e_root: Path) -> Iterator[Cluster]:
+    local = Cluster(e2e_root / "cluster", kubelet_env=flex_env(e2e_root / "driver"), timeout=240)
+    try:
+        local.up()
+        install(local)
+        yield local
+    finally:
+        problems = local.down()
+        assert not problems, f"cluster teardown left: {problems}"
+
+
+@pytest.fixture(scope="session")
+def node_plugin(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Iterator[NodePlugin]:
+    plugin = NodePlugin(
+        e2e_root / "driver", cluster, e2e_devstack.cloud_config, "--log-level", "debug"
+    )
+    try:
+        yield plugin.start()
+    finally:
+        # Pods go first (kubelet unmounts through the plugin), then the plugin.
+        cluster.kubectl(
+            "delete", "pods", "--all", "-n", "default", "--wait=true", "--timeout=120s",
+            timeout=180, check=False,
+        )  # fmt: skip
+        plugin.stop()
+
+
+@pytest.fixture(scope="session")
+def nmi_options(e2e_devstack: Devstack) -> dict[str, str]:
+    """What pod-identity volumes need beyond the user's options: nothing when NMI got 2579."""
+    port = e2e_devstack.nmi_port
+    return {} if port == NMI_DEFAULT_PORT else {"nmiport": str(port)}
