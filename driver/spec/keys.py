@@ -23,7 +23,11 @@ NAMES = ("keyvaultobjectnames", "keyvaultobjectname")
 TYPES = ("keyvaultobjecttypes", "keyvaultobjecttype")
 VERSIONS = ("keyvaultobjectversions", "keyvaultobjectversion")
 ALIASES = ("keyvaultobjectaliases",)
-LIST_KEYS = (*NAMES, *TYPES, *VERSIONS, *ALIASES)
+# Per-entry lists of ours (one entry per name, like the others): the vault of each object ("" is
+# keyvaultname) and whether it may be missing ("true"; "" is false).
+VAULTS = ("keyvaultobjectvaults",)
+OPTIONALS = ("keyvaultobjectoptional",)
+LIST_KEYS = (*NAMES, *TYPES, *VERSIONS, *ALIASES, *VAULTS, *OPTIONALS)
 
 OUR_KEYS = frozenset(
     {
@@ -32,6 +36,7 @@ OUR_KEYS = frozenset(
         "tenantid",
         "nmiport",
         "cloudname",
+        "cloudenvfilename",
         "objects",
         "useazuretokenproxy",
         # Accepted for compatibility and unused: the vault URL comes from its name and the cloud.
