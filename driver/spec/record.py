@@ -54,8 +54,8 @@ def check_spec(spec: VolumeSpec) -> None:
         env_attrs = Keys.fold(
             {"cloudname": spec.cloud_name, "cloudenvfilename": spec.cloud_env_file}, "record"
         )
-        _same("cloudenvfilename", common.cloud_env_file(env_attrs, spec.cloud_name),
-              spec.cloud_env_file)  # fmt: skip
+        checked = common.cloud_env_file(env_attrs, spec.cloud_name)
+        _same("cloudenvfilename", checked, spec.cloud_env_file)
     common.nmi_port(attrs)
     common.pod_info(attrs)
     if spec.identity.client_id:

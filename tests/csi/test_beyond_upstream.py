@@ -75,14 +75,14 @@ def test_one_volume_with_every_new_option(csi: DaemonProcess, devstack: Devstack
             "objectType": "secret",
             "keyvaultName": "otherkv",
             "objectAlias": "other/secret1",
-        },  # fmt: skip
+        },
         {"objectNamePattern": f"{prefix}-*", "objectType": "secret", "objectAlias": "sel"},
         {
             "objectName": "pfx-cert",
             "objectType": "secret",
             "objectAlias": "tls",
             "certParts": "key:0600,crt,chain",
-        },  # fmt: skip
+        },
     )
     csi.publish(new_volume_id(), target, attrs)
     assert files(target) == [

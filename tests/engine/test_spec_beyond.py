@@ -87,7 +87,7 @@ def test_an_object_name_with_glob_characters_selects() -> None:
                 "keyvaultobjectvaults": "a;b",
             },
             "has 2 entries",
-        ),  # fmt: skip
+        ),
         (
             {
                 **BASE,
@@ -96,7 +96,7 @@ def test_an_object_name_with_glob_characters_selects() -> None:
                 "keyvaultobjectoptional": "maybe",
             },
             "must be true, false or empty",
-        ),  # fmt: skip
+        ),
         (
             {
                 **BASE,
@@ -105,7 +105,7 @@ def test_an_object_name_with_glob_characters_selects() -> None:
                 "cloudEnvFileName": "/x.json",
             },
             "applies only to cloudName AzureStackCloud",
-        ),  # fmt: skip
+        ),
         (
             {
                 **BASE,
@@ -115,7 +115,7 @@ def test_an_object_name_with_glob_characters_selects() -> None:
                 "cloudEnvFileName": "rel.json",
             },
             "absolute, normalised",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_new_options_are_refused_naming_the_field(attrs: dict[str, str], message: str) -> None:
