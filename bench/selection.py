@@ -10,7 +10,9 @@ vault. Engine level (build_core + engine.publish + rotator.cycle(), no daemon).
 - baseline, same run, same fetcher and pool: a naive per-volume expansion, every volume listing
   each of its vaults and asking for each of its matches itself.
 
-Requests are what the devstack counted on the three vaults (lists, gets, 401 challenges).
+Requests are what the devstack counted on the three vaults (list pages of at most 25 names,
+gets, 401 challenges). The target is one listing per vault (all its pages) plus one get per
+match.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ NAME = "selection"
 TITLE = "selection: requests per rotation cycle, app-* in 3 vaults, vs naive expansion"
 VAULTS = ("selkv1", "selkv2", "selkv3")
 PATTERN = "app-*"
+PAGE = 25
 
 
 def seed(path: Path, secrets: int) -> Path:
@@ -93,6 +96,8 @@ def run(ctx: Context) -> list[Row]:
     stack = Devstack.start(root / "devstack", seed=seed(root / "seed.yaml", secrets))
     core = build_core(core_settings(root / "state", stack, ctx.mount_mode, deadline=5.0))
     matches = secrets // 2 + secrets % 2
+    # A listing is paged: Key Vault (and the devstack) return at most 25 items a page.
+    pages = sum(-(-len(range(i, secrets, len(VAULTS))) // PAGE) for i in range(len(VAULTS)))
     try:
         core.engine.restore()
         extra: dict[str, str | None] = {
@@ -133,8 +138,8 @@ def run(ctx: Context) -> list[Row]:
                 unit="req",
                 baseline=naive,
                 baseline_label="naive: each volume lists and gets its own matches",
-                target=("<=", float(len(VAULTS) + matches)),
-                note=f"cycle: {report.lists} lists ({report.lists_saved} saved), "
+                target=("<=", float(pages + matches)),
+                note=f"cycle: {report.lists} listings ({pages} pages; {report.lists_saved} saved), "
                 f"{report.checks} gets ({report.saved} saved), {len(report.failures)} failures",
             ),
             Row(
