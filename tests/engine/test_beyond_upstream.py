@@ -250,8 +250,14 @@ def test_a_cycle_lists_each_selection_once_whatever_the_volumes(
     devstack.reset_counters()
     report = core.rotator.cycle()
     assert report.lists == 1 and report.lists_saved == 3
-    assert devstack.count(vault="testkv", operation="secret.list", status=200) == 1
+    cycle_lists = devstack.count(vault="testkv", operation="secret.list", status=200)
     assert devstack.count(vault="testkv", operation="secret.get", status=200) == 3
+    # What one listing of the vault costs (its pages, 25 names each): the cycle paid it once.
+    record = core.ledger.all()[0]
+    access, _ = core.resolver.access_recorded(record, core.ledger.auth_of(record))
+    devstack.reset_counters()
+    core.resolver.listing(access, record.spec.objects[0])
+    assert cycle_lists == devstack.count(vault="testkv", operation="secret.list", status=200)
 
 
 def test_a_selection_that_collides_with_a_named_object_is_refused(make_core, pod_request) -> None:
