@@ -121,3 +121,32 @@ def test_an_object_name_with_glob_characters_selects() -> None:
 def test_bad_new_options_are_refused_naming_the_field(attrs: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         parse_volume(attrs)
+
+
+def test_selection_never_selects_a_listed_name_that_is_not_a_key_vault_name() -> None:
+    from driver.keyvault.types.base import Listed
+    from driver.keyvault.types.selection import select
+    from driver.model import ObjectSpec, ObjectType
+
+    entry = ObjectSpec(name="", type=ObjectType.SECRET, select=Selector(pattern="*"))
+    listing = [
+        Listed("../etc", True, {}),
+        Listed("a/b", True, {}),
+        Listed("ok-1", True, {}),
+        Listed("off", False, {}),
+    ]
+    assert select(entry, listing, "v") == ["ok-1"]
+
+
+def test_vault_budget_queues_requests_past_its_limit() -> None:
+    from driver.keyvault.fetch import VaultGate
+
+    now = [0.0]
+    gate = VaultGate(lambda: now[0], limit=2, window=1.0)
+    assert [gate.reserve("v"), gate.reserve("v")] == [0.0, 0.0]
+    assert gate.reserve("v") == pytest.approx(0.5)  # booked: the next caller queues behind it
+    assert gate.reserve("v") == pytest.approx(1.0)
+    assert gate.reserve("other") == 0.0  # per vault
+    now[0] = 5.0
+    assert gate.reserve("v") == 0.0
+    assert VaultGate(lambda: 0.0, limit=0).reserve("v") == 0.0  # 0: no limit

@@ -26,6 +26,9 @@ from driver.model import ObjectSpec, Selector
 # A glob over Key Vault's name alphabet: letters, digits, hyphens, and the glob characters.
 GLOB = re.compile(r"[A-Za-z0-9*?\[\]!-]{1,127}")
 GLOB_CHARS = frozenset("*?[")
+# Key Vault's rule for object names. A listed name becomes a file path, so one that breaks it
+# (a hostile or broken endpoint: "../x", "a/b") is never selected.
+NAME = re.compile(r"[A-Za-z0-9-]{1,127}")
 
 
 def is_glob(text: str) -> bool:
@@ -33,7 +36,7 @@ def is_glob(text: str) -> bool:
 
 
 def matches(selector: Selector, listed: Listed) -> bool:
-    if listed.enabled is False:
+    if listed.enabled is False or not NAME.fullmatch(listed.name):
         return False
     if selector.pattern and not fnmatch.fnmatchcase(listed.name, selector.pattern):
         return False
