@@ -24,10 +24,12 @@ TYPES = ("keyvaultobjecttypes", "keyvaultobjecttype")
 VERSIONS = ("keyvaultobjectversions", "keyvaultobjectversion")
 ALIASES = ("keyvaultobjectaliases",)
 # Per-entry lists of ours (one entry per name, like the others): the vault of each object ("" is
-# keyvaultname) and whether it may be missing ("true"; "" is false).
+# keyvaultname) and whether it may be missing ("true"; "" is false)...
 VAULTS = ("keyvaultobjectvaults",)
 OPTIONALS = ("keyvaultobjectoptional",)
-LIST_KEYS = (*NAMES, *TYPES, *VERSIONS, *ALIASES, *VAULTS, *OPTIONALS)
+# ... and the tags a glob entry's objects must carry ("k=v,k2=v2"; "" for none).
+TAGS = ("keyvaultobjecttags",)
+LIST_KEYS = (*NAMES, *TYPES, *VERSIONS, *ALIASES, *VAULTS, *OPTIONALS, *TAGS)
 
 OUR_KEYS = frozenset(
     {

@@ -2,8 +2,9 @@
 `keyvaultobjecttypes`, `keyvaultobjectversions`, `keyvaultobjectaliases` (and the legacy
 singular keys), and ours: `keyvaultobjectvaults` (each object's vault; empty: `keyvaultname`) and
 `keyvaultobjectoptional` (`true`: a missing or disabled object is skipped). Every list must have
-exactly one entry per name. A name with glob characters (`app-*`) selects every object of its
-type that matches it; its alias, if any, is the directory they land in."""
+exactly one entry per name. A name with glob characters (`app-*`, or `*` for any) selects every
+object of its type that matches it, and carries the tags of its `keyvaultobjecttags` entry
+(`env=prod,team=web`) if any; its alias, if any, is the directory they land in."""
 
 from __future__ import annotations
 
@@ -11,8 +12,25 @@ from azcommon.errors import InvalidArgument
 from driver.keyvault.types.selection import GLOB, is_glob
 from driver.model import ObjectSpec, Selector
 from driver.spec.common import check_vault
-from driver.spec.items import TYPE_NAMES, Draft, check_object_name, object_type, version
-from driver.spec.keys import ALIASES, NAMES, OPTIONALS, TYPES, VAULTS, VERSIONS, Keys, quote
+from driver.spec.items import (
+    TYPE_NAMES,
+    Draft,
+    check_object_name,
+    object_type,
+    parse_tags,
+    version,
+)
+from driver.spec.keys import (
+    ALIASES,
+    NAMES,
+    OPTIONALS,
+    TAGS,
+    TYPES,
+    VAULTS,
+    VERSIONS,
+    Keys,
+    quote,
+)
 from driver.spec.paths import normalise_path
 
 
@@ -27,10 +45,11 @@ def list_objects(attrs: Keys, vault: str) -> list[Draft]:
     aliases_key = attrs.pick(ALIASES)
     vaults_key = attrs.pick(VAULTS)
     optional_key = attrs.pick(OPTIONALS)
+    tags_key = attrs.pick(TAGS)
     if names_key is None:
         other = next(
             k
-            for k in (types_key, versions_key, aliases_key, vaults_key, optional_key)
+            for k in (types_key, versions_key, aliases_key, vaults_key, optional_key, tags_key)
             if k is not None
         )
         raise InvalidArgument(
@@ -60,6 +79,7 @@ def list_objects(attrs: Keys, vault: str) -> list[Draft]:
     aliases = matching(aliases_key)
     vaults = matching(vaults_key)
     optionals = matching(optional_key)
+    tag_lists = matching(tags_key)
     drafts = []
     for i, name in enumerate(names):
         where = f"{attrs.name(names_key)} entry {i + 1}"
@@ -73,6 +93,14 @@ def list_objects(attrs: Keys, vault: str) -> list[Draft]:
             selector = Selector(pattern=name)
         else:
             check_object_name(name, where)
+        if tag_lists is not None and tag_lists[i]:
+            tags_where = f"{attrs.name(tags_key or '')} entry {i + 1}"
+            if selector is None:
+                raise InvalidArgument(
+                    f"{tags_where}: tags select objects, so the name must be a glob "
+                    f"(e.g. * for any name), not {quote(name)}"
+                )
+            selector = Selector(pattern=name, tags=parse_tags(tag_lists[i], tags_where))
         label = f"object {i + 1} ({quote(name)})"
         kind = object_type(types[i], f"{attrs.name(types_key)} entry {i + 1}")
         pinned = ""

@@ -36,7 +36,7 @@ from driver.model import (
     Selector,
 )
 from driver.spec.common import DIGITS, check_vault
-from driver.spec.items import Draft, check_object_name, object_type, version
+from driver.spec.items import Draft, check_object_name, object_type, parse_tags, version
 from driver.spec.keys import Keys, quote
 from driver.spec.paths import normalise_path
 
@@ -67,7 +67,6 @@ _ITEM_FIELDS = {
     )
 }
 MAX_MATCHES = 1000
-_TAG_KEY = re.compile(r"[A-Za-z0-9_.:/@+-]{1,512}")
 
 
 class _StringLoader(yaml.SafeLoader):
@@ -218,14 +217,7 @@ def _selector(fields: dict[str, str], where: str) -> Selector | None:
             f"{where} objectNamePattern {quote(pattern)} is not a name glob (letters, digits, "
             "hyphens and * ? [ ])"
         )
-    tags: list[str] = []
-    for pair in filter(None, (p.strip() for p in tags_text.split(","))):
-        key, eq, value = pair.partition("=")
-        if not eq or not _TAG_KEY.fullmatch(key.strip()):
-            raise InvalidArgument(
-                f"{where} objectTags entry {quote(pair)} is not key=value (e.g. env=prod)"
-            )
-        tags.append(f"{key.strip()}={value.strip()}")
+    tags = parse_tags(tags_text, f"{where} objectTags")
     bound = DEFAULT_MAX_MATCHES
     if bound_text:
         if not DIGITS.fullmatch(bound_text) or not 1 <= int(bound_text) <= MAX_MATCHES:
@@ -234,7 +226,7 @@ def _selector(fields: dict[str, str], where: str) -> Selector | None:
                 f"{MAX_MATCHES}"
             )
         bound = int(bound_text)
-    return Selector(pattern=pattern, tags=tuple(sorted(set(tags))), max_matches=bound)
+    return Selector(pattern=pattern, tags=tags, max_matches=bound)
 
 
 def _cert_parts(text: str, label: str, default_mode: int) -> tuple[CertPart, ...]:

@@ -93,6 +93,24 @@ def test_an_object_name_with_glob_characters_selects() -> None:
                 **BASE,
                 "keyvaultobjectnames": "a",
                 "keyvaultobjecttypes": "secret",
+                "keyvaultobjecttags": "env=prod",
+            },
+            "the name must be a glob",
+        ),
+        (
+            {
+                **BASE,
+                "keyvaultobjectnames": "*",
+                "keyvaultobjecttypes": "secret",
+                "keyvaultobjecttags": "env",
+            },
+            "is not key=value",
+        ),
+        (
+            {
+                **BASE,
+                "keyvaultobjectnames": "a",
+                "keyvaultobjecttypes": "secret",
                 "keyvaultobjectoptional": "maybe",
             },
             "must be true, false or empty",

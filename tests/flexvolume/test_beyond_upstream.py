@@ -1,6 +1,6 @@
 """Through the real azure/kv shim (kubelet's argv and options JSON): the FlexVolume lists'
-equivalents of the new options — `keyvaultobjectoptional`, `keyvaultobjectvaults`, and a name
-glob in `keyvaultobjectnames` that selects every matching object."""
+equivalents of the new options — `keyvaultobjectoptional`, `keyvaultobjectvaults`, a name glob
+in `keyvaultobjectnames` that selects every matching object, and `keyvaultobjecttags`."""
 
 from __future__ import annotations
 
@@ -29,14 +29,18 @@ def test_flexvolume_lists_take_optional_vault_and_glob_entries(
     devstack.set_policy(world.OTHER_VAULT, "pod-identity", secrets=["get", "list"])
     daemon = start_daemon()
     missing = f"flexopt-{uuid.uuid4().hex[:6]}"
+    team = f"team-{uuid.uuid4().hex[:6]}"
+    for name in ("flextag-a", "flextag-b"):
+        devstack.set_secret("testkv", f"{name}-{team}", name, tags={"team": team})
     target = flex_mount(
         daemon,
         {
-            "keyvaultobjectnames": f"secret1;secret1;{missing};app-secret-*",
-            "keyvaultobjecttypes": "secret;secret;secret;secret",
-            "keyvaultobjectaliases": "mine;theirs;maybe;apps",
-            "keyvaultobjectvaults": f";{world.OTHER_VAULT};;",
-            "keyvaultobjectoptional": ";;true;",
+            "keyvaultobjectnames": f"secret1;secret1;{missing};app-secret-*;*",
+            "keyvaultobjecttypes": "secret;secret;secret;secret;secret",
+            "keyvaultobjectaliases": "mine;theirs;maybe;apps;team",
+            "keyvaultobjectvaults": f";{world.OTHER_VAULT};;;",
+            "keyvaultobjectoptional": ";;true;;",
+            "keyvaultobjecttags": f";;;;team={team}",
         },
     )
     assert files(target) == [
@@ -44,6 +48,8 @@ def test_flexvolume_lists_take_optional_vault_and_glob_entries(
         "apps/app-secret-2",
         "apps/app-secret-3",
         "mine",
+        f"team/flextag-a-{team}",
+        f"team/flextag-b-{team}",
         "theirs",
     ]
     # FlexVolume writes secrets exactly as stored, as upstream did.
