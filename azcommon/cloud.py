@@ -14,6 +14,8 @@ A cloud-configuration file is JSON:
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,15 +110,25 @@ def load_environment_file(path: Path) -> Cloud:
     `cloudName: AzureStackCloud` + `cloudEnvFileName` (go-autorest's `Environment` JSON):
     `name`, `activeDirectoryEndpoint` (authority), `keyVaultDNSSuffix` (vault URLs),
     `resourceIdentifiers.keyVault` or else `keyVaultEndpoint` (the token audience). Our own
-    `vault_urls` (per-vault URL overrides) is honoured too. Messages never quote the content."""
+    `vault_urls` (per-vault URL overrides) is honoured too. Messages never quote the content.
+    The file decides where credentials go, so it must be a regular file (not a symlink) owned by
+    root and writable by nobody else."""
     where = f"cloud environment file {path}"
     try:
-        with path.open("rb") as f:
-            if not path.is_file():
-                raise InvalidArgument(f"{where} is not a regular file")
-            data = f.read(MAX_ENVIRONMENT_FILE + 1)
+        # O_NONBLOCK: a FIFO named here must not hang the caller; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise InvalidArgument(f"{where}: cannot read it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgument(f"{where} is not a regular file")
+        # It decides where credentials are sent: only root may have written it.
+        if st.st_mode & 0o022 or (os.geteuid() == 0 and st.st_uid != 0):
+            raise InvalidArgument(
+                f"{where} must be owned by root and not writable by group or others"
+            )
+        data = f.read(MAX_ENVIRONMENT_FILE + 1)
     if len(data) > MAX_ENVIRONMENT_FILE:
         raise InvalidArgument(f"{where} is larger than {MAX_ENVIRONMENT_FILE} bytes")
     try:
@@ -154,12 +166,12 @@ def load_environment_file(path: Path) -> Cloud:
 
 class Clouds:
     """Resolves a volume's `cloudName` (and, for AzureStackCloud, its environment file) against
-    the daemon's default cloud. Environment files are read per volume, cached by (path, mtime,
-    size): no process-wide state, two volumes may use two different files."""
+    the daemon's default cloud. Environment files are read per volume, cached by path and what
+    `lstat` says of them: no process-wide state, two volumes may use two different files."""
 
     def __init__(self, default: Cloud) -> None:
         self.default = default
-        self._files: dict[str, tuple[tuple[float, int], Cloud]] = {}
+        self._files: dict[str, tuple[tuple[float, int, int, int, int], Cloud]] = {}
         self._lock = threading.Lock()
 
     def resolve(self, cloud_name: str, env_file: str = "") -> Cloud:
@@ -175,12 +187,12 @@ class Clouds:
 
     def _from_file(self, path: Path) -> Cloud:
         try:
-            st = path.stat()
+            st = path.lstat()
         except OSError as exc:
             raise InvalidArgument(
                 f"cloud environment file {path}: cannot read it ({exc.strerror})"
             ) from None
-        stamp = (st.st_mtime, st.st_size)
+        stamp = (st.st_mtime, st.st_size, st.st_mode, st.st_uid, st.st_ino)
         with self._lock:
             cached = self._files.get(str(path))
         if cached is not None and cached[0] == stamp:

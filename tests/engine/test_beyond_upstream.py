@@ -384,3 +384,21 @@ def test_requests_past_the_vault_budget_wait_their_turn_instead_of_a_429(
     assert len(listing(req.target_path)) == 4
     assert core.metrics.rate_limited.labels("testkv")._value.get() >= 2
     assert devstack.count(vault="testkv", status=429) == 0
+
+
+def test_an_environment_file_others_can_write_is_refused(
+    make_core, pod_request, devstack: Any, tmp_path: Path
+) -> None:
+    core = make_core()
+    env = stack_env_file(tmp_path / "writable.json", devstack)
+    env.chmod(0o666)
+    with pytest.raises(InvalidArgument, match="not writable by group or others"):
+        core.engine.publish(
+            pod_request({"cloudName": "AzureStackCloud", "cloudEnvFileName": str(env)})
+        )
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidArgument, match="not a regular file"):
+        core.engine.publish(
+            pod_request({"cloudName": "AzureStackCloud", "cloudEnvFileName": str(fifo)})
+        )
