@@ -42,11 +42,20 @@ class AdminClient:
                 f"devstack admin API at {self.admin_url} unreachable: {exc.reason}"
             ) from None
 
-    def set_secret(self, vault: str, name: str, value: str, content_type: str | None = None) -> str:
+    def set_secret(
+        self,
+        vault: str,
+        name: str,
+        value: str,
+        content_type: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
         """Add a new version of a secret; returns the version id."""
         body: dict[str, Any] = {"value": value}
         if content_type is not None:
             body["content_type"] = content_type
+        if tags is not None:
+            body["tags"] = tags
         return str(self._call("POST", f"/vaults/{vault}/secrets/{name}", body)["version"])
 
     def set_secret_enabled(self, vault: str, name: str, version: str, enabled: bool) -> None:

@@ -63,6 +63,8 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         executor,
         metrics,
         deadline=settings.request_timeout * 3,
+        rate_limit=settings.keyvault_rate_limit,
+        rate_window=settings.keyvault_rate_window,
     )
     credentials = CredentialProvider(session, settings, on_token_request=metrics.token_request)
     ledger = Ledger(VolumeStore(settings.state_dir), AuthStore(settings.state_dir), metrics)

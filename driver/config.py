@@ -99,6 +99,18 @@ class Settings:
     request_timeout: float = field(
         default=10.0, metadata={"help": "seconds for one Key Vault or token request"}
     )
+    # Key Vault's published limit: 4,000 secret/software-key GETs per 10 s per vault per region
+    # (https://learn.microsoft.com/azure/key-vault/general/service-limits).
+    keyvault_rate_limit: int = field(
+        default=4000,
+        metadata={
+            "help": "Key Vault requests this node sends each vault per --keyvault-rate-window,"
+            " publish and rotation together (Key Vault allows 4000 per 10s per vault); 0: no limit"
+        },
+    )
+    keyvault_rate_window: float = field(
+        default=10.0, metadata={"help": "the window of --keyvault-rate-limit (10s)"}
+    )
 
 
 def _help(name: str) -> str:
@@ -131,6 +143,8 @@ def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     flag("fetch_concurrency", type=int, default=d.fetch_concurrency)
     flag("nmi_deadline", type=parse_duration, default=d.nmi_deadline)
     flag("request_timeout", type=parse_duration, default=d.request_timeout)
+    flag("keyvault_rate_limit", type=int, default=d.keyvault_rate_limit)
+    flag("keyvault_rate_window", type=parse_duration, default=d.keyvault_rate_window)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

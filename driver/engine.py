@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +21,7 @@ from driver.keyvault.objects import Fetched, RenderedFile
 from driver.keyvault.render import render
 from driver.ledger import Ledger
 from driver.metrics import Metrics
+from driver.model import ObjectSpec
 from driver.placement import Placement
 from driver.resolve import Prepared, ResolvedVolume, Resolver
 from driver.targets import check_target_path, check_volume_id
@@ -165,13 +166,23 @@ class Engine:
             self._save_or_undo(record, target, created)
             log.info("recovered volume %s at %s", record.volume_id, record.target_path)
 
-    def apply_rotation(self, record: VolumeRecord, changed: dict[str, list[Fetched]]) -> bool:
-        """Swap in new versions of `changed` objects, keeping every other file as it is."""
+    def apply_rotation(
+        self,
+        record: VolumeRecord,
+        changed: dict[str, list[Fetched]],
+        present: Sequence[ObjectSpec] | None = None,
+    ) -> bool:
+        """Swap in new versions of `changed` objects, keeping every other file as it is.
+
+        `present` is the volume's concrete objects now (selections re-listed, missing optional
+        objects left out); objects mounted before and not in it lose their files."""
         target = Path(record.target_path)
         with self._ledger.exclusive(record.volume_id, target):
             self._ledger.require_current(record)
             try:
-                files, versions = carry_over(record, changed, self._placement.current(target))
+                files, versions = carry_over(
+                    record, changed, self._placement.current(target), present
+                )
             except OSError as exc:
                 raise Internal(f"reading the current files under {target}: {exc}") from None
             swapped = self._placement.swap(target, files)
@@ -183,6 +194,8 @@ class Engine:
                     ",".join(record.versions.get(path, [])) or "-",
                     ",".join(versions[path]),
                 )
+            for path in sorted(set(record.versions) - set(versions)):
+                log.info("volume %s object %s is gone: its files removed", record.volume_id, path)
             record.versions = versions
             record.last_check = self._clock()
             self._ledger.save(record)
@@ -323,23 +336,36 @@ def carry_over(
     record: VolumeRecord,
     changed: dict[str, list[Fetched]],
     current: Mapping[str, tuple[int, bytes]],
+    present: Sequence[ObjectSpec] | None = None,
 ) -> tuple[list[RenderedFile], dict[str, list[str]]]:
-    """The full new payload: changed objects rendered anew, every other file kept as it is."""
+    """The full new payload: changed objects rendered anew, every other present object's files
+    kept as they are, objects no longer present dropped."""
+    if present is None:
+        present = [o for o in record.spec.objects if not o.selects and o.path in record.versions]
     files: list[RenderedFile] = []
-    versions = dict(record.versions)
-    for obj in record.spec.objects:
+    versions: dict[str, list[str]] = {}
+    for obj in present:
         if obj.path in changed:
             files.extend(render(obj, changed[obj.path]))
             versions[obj.path] = [v.version for v in changed[obj.path]]
             continue
-        prefix = obj.path + "/"
-        kept = {p: mv for p, mv in current.items() if p == obj.path or p.startswith(prefix)}
+        if obj.path not in record.versions:
+            continue  # not mounted (a missing optional object) and still not there
+        kept = {p: mv for p, mv in current.items() if _belongs(obj, p)}
         if not kept:
             raise FailedPrecondition(
                 f"volume {record.volume_id}: current files of {obj.path!r} are missing"
             )
         files.extend(RenderedFile(p, mode, data) for p, (mode, data) in kept.items())
+        versions[obj.path] = record.versions[obj.path]
     return files, versions
+
+
+def _belongs(obj: ObjectSpec, path: str) -> bool:
+    """Whether a current file is one of `obj`'s."""
+    if obj.cert_parts:
+        return path in {f"{obj.path}.{p.part.value}" for p in obj.cert_parts}
+    return path == obj.path or path.startswith(obj.path + "/")
 
 
 def _infos(files: tuple[RenderedFile, ...]) -> tuple[FileInfo, ...]:

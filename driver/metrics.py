@@ -79,6 +79,25 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.optional_missing = Counter(
+            "kv_driver_optional_missing_total",
+            "Optional objects found missing or disabled and skipped, by vault.",
+            ["vault"],
+            registry=r,
+        )
+        self.selected_objects = Histogram(
+            "kv_driver_selected_objects",
+            "Objects one selecting entry matched in a vault listing, by vault.",
+            ["vault"],
+            buckets=(0, 1, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "kv_driver_keyvault_rate_limited_total",
+            "Key Vault requests held back by the client-side per-vault budget, by vault.",
+            ["vault"],
+            registry=r,
+        )
 
     def token_request(self, kind: str, status: str) -> None:
         self.token_requests.labels(kind, status).inc()

@@ -6,7 +6,7 @@ secrets and service-account tokens travel separately in `AuthMaterial`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -41,6 +41,42 @@ class IdentityMode(StrEnum):
 
 DEFAULT_FILE_MODE = 0o644
 DEFAULT_NMI_PORT = 2579
+DEFAULT_MAX_MATCHES = 100  # files one selecting entry may produce unless it says otherwise
+
+
+class CertPartName(StrEnum):
+    """The files a certificate-backed secret can be split into (`<path>.<part>`)."""
+
+    KEY = "key"  # the private key, PKCS#8 PEM
+    CRT = "crt"  # the leaf certificate, PEM
+    CHAIN = "chain"  # the intermediates then the root, PEM (empty for a self-signed leaf)
+    BUNDLE = "bundle"  # key, leaf, chain: what the unsplit object writes
+
+
+@dataclass(frozen=True)
+class CertPart:
+    """One file of a split certificate and its mode."""
+
+    part: CertPartName
+    mode: int = DEFAULT_FILE_MODE
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which objects an entry selects from a vault listing, instead of naming one.
+
+    `pattern` is a glob on the object name (`app-*`; a prefix is `prefix*`); `tags` are
+    `key=value` pairs every selected object must carry. At least one of them is set.
+    """
+
+    pattern: str = ""
+    tags: tuple[str, ...] = ()
+    max_matches: int = DEFAULT_MAX_MATCHES
+
+    @property
+    def signature(self) -> str:
+        """What identifies the listing's result (the bound is applied per entry afterwards)."""
+        return self.pattern + "\x00" + "\x00".join(sorted(self.tags))
 
 
 @dataclass(frozen=True)
@@ -55,7 +91,10 @@ class ObjectSpec:
     encoding: ObjectEncoding = ObjectEncoding.UTF8  # secrets only
     mode: int = DEFAULT_FILE_MODE
     version_history: int = 0  # >0: write the N newest enabled versions under <alias>/0..N-1
-    vault: str = ""  # vault name; one per volume today, kept per object for multi-vault later
+    vault: str = ""  # the vault this object is read from ("" in old records: the volume's)
+    optional: bool = False  # missing (404) or disabled: skipped, not an error
+    select: Selector | None = None  # set: this entry stands for every object the selector finds
+    cert_parts: tuple[CertPart, ...] = ()  # set: a certificate-backed secret split into files
 
     @property
     def path(self) -> str:
@@ -64,6 +103,20 @@ class ObjectSpec:
     @property
     def pinned(self) -> bool:
         return bool(self.version)
+
+    @property
+    def selects(self) -> bool:
+        return self.select is not None
+
+    def vault_or(self, default: str) -> str:
+        return self.vault or default
+
+    def selected(self, name: str) -> ObjectSpec:
+        """The concrete object a selecting entry yields for one listed name: written under the
+        entry's alias (a directory) or, without one, under its own name. Optional: deleted
+        between the listing and the read, it is simply not there."""
+        alias = f"{self.alias}/{name}" if self.alias else ""
+        return replace(self, name=name, alias=alias, select=None, optional=True)
 
 
 @dataclass(frozen=True)
@@ -91,6 +144,8 @@ class VolumeSpec:
     objects: tuple[ObjectSpec, ...]
     pod: PodInfo = field(default_factory=PodInfo)
     cloud_name: str = ""  # "" means the daemon's configured cloud
+    # AzureStackCloud (and other custom clouds): the node's environment file, read per volume.
+    cloud_env_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The resolve seam: from a volume request to the bytes of its files, with no disk I/O.
 
     request -> parse (VolumeSpec + secret inputs; every error before any network call)
-            -> access (cloud, vault URL, one shared credential per identity)
-            -> fetch every object concurrently -> render each to (path, mode, bytes)
+            -> access (cloud, one shared credential per identity, each object's vault URL)
+            -> list the vaults for selecting entries (`app-*`, tags) -> concrete objects
+            -> fetch every object concurrently, across vaults (a missing optional one: none)
+            -> render each present object to (path, mode, bytes)
 
 Publish writes what this returns; rotation asks it for the latest versions and renders what
 changed; a front door that hands bytes back instead of writing files calls `resolve`. The
@@ -12,7 +14,7 @@ resolver owns no state of its own beyond the credential and client caches it is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +26,7 @@ from driver.contract import PublishRequest
 from driver.keyvault.fetch import KeyVaultFetcher, VaultRef
 from driver.keyvault.objects import Fetched, RenderedFile
 from driver.keyvault.render import render
+from driver.keyvault.types.selection import expand
 from driver.model import AuthMaterial, ObjectSpec, VolumeSpec
 from driver.spec import parse_volume
 from driver.volumes import VolumeRecord
@@ -53,12 +56,19 @@ class CredentialSource(Protocol):
 
 @dataclass(frozen=True)
 class Access:
-    """How to reach a volume's vault as its identity."""
+    """How to reach a volume's vaults as its identity: one credential for every vault (per
+    identity and tenant), each vault's URL from the volume's cloud."""
 
-    vault: VaultRef
+    vault: VaultRef  # the volume's own vault (`keyvaultName`)
     credential: TokenCredential
     identity_key: str
     cloud: Cloud
+
+    def vault_of(self, obj: ObjectSpec) -> VaultRef:
+        """The vault an object is read from: its own `keyvaultName`, else the volume's."""
+        if not obj.vault or obj.vault == self.vault.name:
+            return self.vault
+        return VaultRef(obj.vault, self.cloud.vault_url(obj.vault))
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ class ResolvedVolume:
     identity_key: str
     files: tuple[RenderedFile, ...]
     versions: dict[str, list[str]]  # object path -> versions (one, or the history newest first)
+    # The concrete objects whose files these are: selecting entries expanded, missing optional
+    # objects left out.
+    present: tuple[ObjectSpec, ...] = ()
 
 
 class Resolver:
@@ -102,21 +115,37 @@ class Resolver:
 
     def fetch(self, prepared: Prepared) -> ResolvedVolume:
         spec, access = prepared.spec, prepared.access
-        fetched = self._fetcher.fetch_all(
-            access.vault, spec.objects, access.credential, access.identity_key
+        selecting = [obj for obj in spec.objects if obj.selects]
+        names = self._fetcher.list_all(
+            [(access.vault_of(obj), obj) for obj in selecting],
+            access.credential,
+            access.identity_key,
         )
-        return self.assemble(spec, access.identity_key, fetched)
+        concrete = expand_all(spec.objects, dict(zip(selecting, names, strict=True)))
+        fetched = self._fetcher.fetch_all(
+            [(access.vault_of(obj), obj) for obj in concrete],
+            access.credential,
+            access.identity_key,
+        )
+        return self.assemble(spec, access.identity_key, concrete, fetched)
 
     @staticmethod
     def assemble(
-        spec: VolumeSpec, identity_key: str, fetched: Sequence[Sequence[Fetched]]
+        spec: VolumeSpec,
+        identity_key: str,
+        concrete: Sequence[ObjectSpec],
+        fetched: Sequence[Sequence[Fetched]],
     ) -> ResolvedVolume:
-        files = tuple(
-            f
-            for obj, versions in zip(spec.objects, fetched, strict=True)
-            for f in render(obj, versions)
+        present = [(obj, vs) for obj, vs in zip(concrete, fetched, strict=True) if vs]
+        files = tuple(f for obj, versions in present for f in render(obj, versions))
+        check_unique(files, [obj for obj, _ in present])
+        return ResolvedVolume(
+            spec,
+            identity_key,
+            files,
+            {obj.path: [v.version for v in vs] for obj, vs in present},
+            tuple(obj for obj, _ in present),
         )
-        return ResolvedVolume(spec, identity_key, files, versions_of(spec.objects, fetched))
 
     # -- for recorded volumes (rotation, recovery) ----------------------------------------------
 
@@ -143,8 +172,17 @@ class Resolver:
         return self.fetch(Prepared(record.spec, auth, access))
 
     def latest(self, access: Access, obj: ObjectSpec) -> list[Fetched]:
-        """The current version(s) of one object: what a rotation check asks."""
-        return self._fetcher.fetch(access.vault, obj, access.credential, access.identity_key)
+        """The current version(s) of one object (`[]`: optional and missing): what a rotation
+        check asks."""
+        return self._fetcher.fetch(
+            access.vault_of(obj), obj, access.credential, access.identity_key
+        )
+
+    def listing(self, access: Access, entry: ObjectSpec) -> list[str]:
+        """The names a selecting entry selects now: what a rotation listing asks."""
+        return self._fetcher.select(
+            access.vault_of(entry), entry, access.credential, access.identity_key
+        )
 
     def release(self, spec: VolumeSpec, auth: AuthMaterial, identity_key: str) -> None:
         """Free the credential and Key Vault clients of an identity no volume uses any more."""
@@ -152,14 +190,28 @@ class Resolver:
         self._fetcher.forget(identity_key)
 
     def _access(self, spec: VolumeSpec, auth: AuthMaterial, identity_key: str = "") -> Access:
-        cloud = self._clouds.resolve(spec.cloud_name)
+        cloud = self._clouds.resolve(spec.cloud_name, spec.cloud_env_file)
         credential = self._credentials.credential_for(spec, auth, cloud)
         key = identity_key or self._credentials.identity_key(spec, auth)
         vault = VaultRef(spec.vault_name, cloud.vault_url(spec.vault_name))
         return Access(vault, credential, key, cloud)
 
 
-def versions_of(
-    objects: Sequence[ObjectSpec], fetched: Sequence[Sequence[Fetched]]
-) -> dict[str, list[str]]:
-    return {obj.path: [v.version for v in vs] for obj, vs in zip(objects, fetched, strict=True)}
+def expand_all(
+    objects: Sequence[ObjectSpec], selected: Mapping[ObjectSpec, Sequence[str]]
+) -> list[ObjectSpec]:
+    """Every entry as the concrete objects it stands for, in entry order."""
+    return [o for entry in objects for o in expand(entry, selected.get(entry, ()))]
+
+
+def check_unique(files: Sequence[RenderedFile], objects: Sequence[ObjectSpec]) -> None:
+    """Selected objects land where listings put them: refuse two on one file."""
+    seen: set[str] = set()
+    for f in files:
+        if f.path in seen:
+            names = ", ".join(repr(o.name) for o in objects)
+            raise FailedPrecondition(
+                f"two objects would write the file {f.path!r} (objects {names}); give the"
+                " selecting entry an objectAlias (a directory) or narrow its pattern"
+            )
+        seen.add(f.path)

@@ -1,9 +1,18 @@
 """Keeping mounted files current.
 
-Each cycle asks Key Vault for the latest version of every unpinned object once per
-(vault, object type, object name, history depth, identity), however many volumes share it, then
-swaps only the volumes whose versions changed. Files of unchanged objects are carried over from
-the current payload, so pinned objects are never fetched again. Any failure keeps the old files.
+Each cycle:
+
+1. lists each vault once per (vault, object type, selector, identity) for the selecting entries
+   (`app-*`, tags) of every volume, however many volumes share the selection;
+2. asks Key Vault for the latest version of every unpinned concrete object (named, or found by
+   a listing) once per (vault, object type, object name, history depth, identity);
+3. per volume, works out what it should hold now: objects whose versions moved are re-rendered,
+   objects that appeared (new matches, optional objects created) are added, objects that went
+   away (matches removed, optional objects deleted or disabled) lose their files; only volumes
+   where something of that changed are swapped.
+
+Files of unchanged objects are carried over from the current payload, so pinned objects are
+never fetched again. Any failure of a volume's listings or checks keeps its old files.
 """
 
 from __future__ import annotations
@@ -11,15 +20,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from azcommon.errors import KvError
 from driver.engine import Engine
 from driver.keyvault.objects import Fetched
+from driver.keyvault.types.selection import expand
 from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.model import ObjectSpec
@@ -27,19 +37,33 @@ from driver.resolve import Access, Resolver
 from driver.volumes import VolumeRecord
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+R = TypeVar("R")
 
-# (vault url, object type, object name, history depth, principal)
-CheckKey = tuple[str, str, str, int, str]
+# (vault url, object type, object name, history depth, principal, optional)
+CheckKey = tuple[str, str, str, int, str, bool]
+# (vault url, object type, selector signature, bound, principal)
+ListKey = tuple[str, str, str, int, str]
 Check = tuple[Access, ObjectSpec]  # what to ask for one key
-Groups = dict[CheckKey, list[tuple[VolumeRecord, ObjectSpec]]]
+
+
+@dataclass
+class _Volume:
+    """One intact volume in this cycle: how to reach its vaults, and as whom."""
+
+    record: VolumeRecord
+    access: Access
+    principal: str
 
 
 @dataclass
 class CycleReport:
     """What one cycle did, for the log and the tests."""
 
-    checks: int = 0  # requests sent
-    saved: int = 0  # requests not sent thanks to sharing
+    checks: int = 0  # version requests sent
+    saved: int = 0  # version requests not sent thanks to sharing
+    lists: int = 0  # vault listings sent (for selecting entries)
+    lists_saved: int = 0  # listings not sent thanks to sharing
     rotated: list[str] = field(default_factory=list)  # volume ids swapped
     failures: dict[str, str] = field(default_factory=dict)  # volume id -> reason
     removed: list[str] = field(default_factory=list)  # volumes whose pod is gone
@@ -103,22 +127,20 @@ class Rotator:
 
     def cycle(self) -> CycleReport:
         report = CycleReport()
-        groups, access, checked = self._plan(report)
-        latest, failed = self._check(groups, access, report)
-        self._apply(groups, latest, failed, report)
+        volumes = self._plan(report)
+        listed = self._list(volumes, report)
+        present = self._expand(volumes, listed, report)
+        latest = self._check(volumes, present, report)
+        self._apply(volumes, present, latest, report)
         now = self.clock()
-        for record in checked:
-            if record.volume_id not in report.failures:
-                record.last_check = now  # memory only: a restart just checks once more
+        for volume in volumes:
+            if volume.record.volume_id not in report.failures:
+                volume.record.last_check = now  # memory only: a restart just checks once more
         return report
 
-    def _plan(
-        self, report: CycleReport
-    ) -> tuple[Groups, dict[CheckKey, Check], list[VolumeRecord]]:
-        """Group the unpinned objects of every intact volume by what Key Vault would be asked."""
-        groups: Groups = defaultdict(list)
-        access: dict[CheckKey, Check] = {}
-        checked: list[VolumeRecord] = []  # every intact volume, pinned-only ones included
+    def _plan(self, report: CycleReport) -> list[_Volume]:
+        """Every intact volume and its access (lost ones rebuilt, gone ones forgotten)."""
+        volumes: list[_Volume] = []
         for record in self.ledger.all():
             if not Path(record.target_path).exists():
                 # The pod (and kubelet's directory for it) is gone: forget the volume.
@@ -134,72 +156,130 @@ class Rotator:
                     self._fail(report, record, "recover", exc)
                 continue
             try:
-                volume_access, principal = self.resolver.access_recorded(
+                access, principal = self.resolver.access_recorded(
                     record, self.ledger.auth_of(record)
                 )
             except KvError as exc:
                 self._fail(report, record, "credentials", exc)
                 continue
-            checked.append(record)
-            for obj in record.spec.objects:
-                if obj.pinned:
-                    continue  # pinned versions never change: never polled
-                key = (
-                    volume_access.vault.url,
-                    obj.type.value,
-                    obj.name,
-                    obj.version_history,
-                    principal,
-                )
-                groups[key].append((record, obj))
-                access.setdefault(key, (volume_access, obj))
-        return groups, access, checked
+            volumes.append(_Volume(record, access, principal))
+        return volumes
+
+    def _list(
+        self, volumes: list[_Volume], report: CycleReport
+    ) -> dict[ListKey, list[str] | KvError]:
+        """One listing per (vault, type, selector, identity), concurrently."""
+        jobs: dict[ListKey, Check] = {}
+        users = 0
+        for volume in volumes:
+            for entry in volume.record.spec.objects:
+                if entry.select is not None:
+                    users += 1
+                    jobs.setdefault(_list_key(volume, entry), (volume.access, entry))
+        results = self._gather(self.resolver.listing, jobs)
+        report.lists = len(jobs)
+        report.lists_saved = users - len(jobs)
+        return results
+
+    def _expand(
+        self,
+        volumes: list[_Volume],
+        listed: dict[ListKey, list[str] | KvError],
+        report: CycleReport,
+    ) -> dict[str, list[ObjectSpec]]:
+        """Each volume's concrete objects now (volumes whose listing failed are left out)."""
+        present: dict[str, list[ObjectSpec]] = {}
+        for volume in volumes:
+            objects: list[ObjectSpec] = []
+            for entry in volume.record.spec.objects:
+                if entry.select is None:
+                    objects.append(entry)
+                    continue
+                names = listed[_list_key(volume, entry)]
+                if isinstance(names, KvError):
+                    self._fail(report, volume.record, "list", names)
+                    break
+                objects.extend(expand(entry, names))
+            else:
+                present[volume.record.volume_id] = objects
+        return present
 
     def _check(
-        self, groups: Groups, access: dict[CheckKey, Check], report: CycleReport
-    ) -> tuple[dict[CheckKey, list[Fetched]], dict[CheckKey, KvError]]:
-        """One request per group, concurrently."""
-        futures = {key: self.executor.submit(self.resolver.latest, *access[key]) for key in groups}
-        latest: dict[CheckKey, list[Fetched]] = {}
-        failed: dict[CheckKey, KvError] = {}
-        for key, fut in futures.items():
-            report.checks += 1
-            report.saved += len(groups[key]) - 1
-            try:
-                latest[key] = fut.result()
-                self.metrics.rotation_checks.labels("ok").inc()
-            except KvError as exc:
-                failed[key] = exc
-                self.metrics.rotation_checks.labels(exc.code).inc()
+        self,
+        volumes: list[_Volume],
+        present: dict[str, list[ObjectSpec]],
+        report: CycleReport,
+    ) -> dict[CheckKey, list[Fetched] | KvError]:
+        """One request per (vault, object, identity) over every volume, concurrently."""
+        jobs: dict[CheckKey, Check] = {}
+        users = 0
+        for volume in volumes:
+            for obj in present.get(volume.record.volume_id, ()):
+                if obj.pinned:
+                    continue  # pinned versions never change: never polled
+                users += 1
+                jobs.setdefault(_check_key(volume, obj), (volume.access, obj))
+        results = self._gather(self.resolver.latest, jobs)
+        for result in results.values():
+            code = result.code if isinstance(result, KvError) else "ok"
+            self.metrics.rotation_checks.labels(code).inc()
+        report.checks = len(jobs)
+        report.saved = users - len(jobs)
         self.metrics.rotation_saved.inc(report.saved)
-        return latest, failed
+        return results
+
+    def _gather(
+        self, fn: Callable[[Access, ObjectSpec], R], jobs: dict[K, Check]
+    ) -> dict[K, R | KvError]:
+        futures = {key: self.executor.submit(fn, *job) for key, job in jobs.items()}
+        results: dict[K, R | KvError] = {}
+        for key, fut in futures.items():
+            try:
+                results[key] = fut.result()
+            except KvError as exc:
+                results[key] = exc
+        return results
 
     def _apply(
         self,
-        groups: Groups,
-        latest: dict[CheckKey, list[Fetched]],
-        failed: dict[CheckKey, KvError],
+        volumes: list[_Volume],
+        present: dict[str, list[ObjectSpec]],
+        latest: dict[CheckKey, list[Fetched] | KvError],
         report: CycleReport,
     ) -> None:
-        """Per volume: which objects moved; swap only volumes whose every check succeeded."""
-        updates: dict[str, dict[str, list[Fetched]]] = defaultdict(dict)
-        records: dict[str, VolumeRecord] = {}
-        for key, members in groups.items():
-            for record, obj in members:
-                records[record.volume_id] = record
-                if key in failed:
-                    self._fail(report, record, "check", failed[key])
+        """Per volume: what moved, appeared or went; swap only volumes whose every check
+        succeeded and where something did."""
+        for volume in volumes:
+            record = volume.record
+            objects = present.get(record.volume_id)
+            if objects is None:
+                continue  # its listing failed: already reported
+            changed: dict[str, list[Fetched]] = {}
+            now_present: list[ObjectSpec] = []
+            failed = False
+            for obj in objects:
+                if obj.pinned:
+                    if obj.path in record.versions:
+                        now_present.append(obj)
                     continue
-                fetched = latest[key]
-                if [v.version for v in fetched] != record.versions.get(obj.path):
-                    updates[record.volume_id][obj.path] = fetched
-        for volume_id, changed in updates.items():
-            if volume_id in report.failures:
+                result = latest[_check_key(volume, obj)]
+                if isinstance(result, KvError):
+                    self._fail(report, record, "check", result)
+                    failed = True
+                    break
+                if not result:
+                    continue  # optional (or selected) and missing now
+                now_present.append(obj)
+                if [v.version for v in result] != record.versions.get(obj.path):
+                    changed[obj.path] = result
+            if failed:
                 continue  # a partial view of a volume is never swapped in
-            record = records[volume_id]
+            gone = set(record.versions) - {obj.path for obj in now_present}
+            if not changed and not gone:
+                continue
             try:
-                if self.engine.apply_rotation(record, changed):
-                    report.rotated.append(volume_id)
+                if self.engine.apply_rotation(record, changed, now_present):
+                    report.rotated.append(record.volume_id)
             except KvError as exc:
                 self._fail(report, record, "swap", exc)
 
@@ -212,3 +292,25 @@ class Rotator:
         log.warning(
             "rotation of volume %s failed (%s), old files kept: %s", record.volume_id, reason, exc
         )
+
+
+def _check_key(volume: _Volume, obj: ObjectSpec) -> CheckKey:
+    return (
+        volume.access.vault_of(obj).url,
+        obj.type.value,
+        obj.name,
+        obj.version_history,
+        volume.principal,
+        obj.optional,
+    )
+
+
+def _list_key(volume: _Volume, entry: ObjectSpec) -> ListKey:
+    assert entry.select is not None
+    return (
+        volume.access.vault_of(entry).url,
+        entry.type.value,
+        entry.select.signature,
+        entry.select.max_matches,
+        volume.principal,
+    )

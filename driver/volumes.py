@@ -21,7 +21,11 @@ from typing import Any
 
 from azcommon.errors import InvalidArgument, KvError
 from driver.model import (
+    DEFAULT_FILE_MODE,
+    DEFAULT_MAX_MATCHES,
     AuthMaterial,
+    CertPart,
+    CertPartName,
     IdentityMode,
     IdentitySpec,
     ObjectEncoding,
@@ -29,6 +33,7 @@ from driver.model import (
     ObjectSpec,
     ObjectType,
     PodInfo,
+    Selector,
     VolumeSpec,
 )
 from driver.mounts import mount_points
@@ -56,16 +61,29 @@ def spec_from_dict(raw: dict[str, Any]) -> VolumeSpec:
         objects=tuple(_object_from_dict(o) for o in raw["objects"]),
         pod=PodInfo(**raw.get("pod", {})),
         cloud_name=str(raw.get("cloud_name", "")),
+        cloud_env_file=str(raw.get("cloud_env_file", "")),
     )
 
 
 def _object_from_dict(raw: dict[str, Any]) -> ObjectSpec:
+    select = raw.get("select")
     return ObjectSpec(
         **{
             **raw,
             "type": ObjectType(raw["type"]),
             "format": ObjectFormat(raw.get("format", "")),
             "encoding": ObjectEncoding(raw.get("encoding", "utf-8")),
+            "select": None
+            if select is None
+            else Selector(
+                pattern=select.get("pattern", ""),
+                tags=tuple(select.get("tags", ())),
+                max_matches=select.get("max_matches", DEFAULT_MAX_MATCHES),
+            ),
+            "cert_parts": tuple(
+                CertPart(CertPartName(p["part"]), p.get("mode", DEFAULT_FILE_MODE))
+                for p in raw.get("cert_parts", ())
+            ),
         }
     )
 

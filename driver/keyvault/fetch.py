@@ -4,14 +4,23 @@ Clients are cached per (vault, identity) so the Key Vault challenge handshake an
 are paid once; SDK retries are off and replaced by one policy here: 429/5xx/timeouts are retried
 with backoff honouring Retry-After, 401/403/404 are final. A 429 also closes the vault's gate for
 its Retry-After, so concurrent and later requests wait instead of hammering a throttling vault.
+
+Before the 429, each vault also has a client-side budget (`VaultGate`, a token bucket shared by
+publish and rotation): Key Vault's published service limits allow 4,000 secret and software-key
+GET transactions per 10 seconds per vault per region (and a subscription-wide 5x that), see
+https://learn.microsoft.com/azure/key-vault/general/service-limits. The default budget is that
+figure; `--keyvault-rate-limit` lowers it when several nodes or applications share a vault.
+
+Optional objects (`optional: true`) that are missing (404) or disabled come back as no versions
+(`[]`) instead of an error; every other failure of theirs still fails.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -30,6 +39,7 @@ from azcommon.errors import (
 )
 from azcommon.retry import Deadline, parse_retry_after
 from driver.keyvault.objects import Fetched
+from driver.keyvault.types import selection
 from driver.keyvault.types.base import ObjectKind, VaultObjects
 from driver.keyvault.types.registry import kind_of
 from driver.metrics import Metrics
@@ -45,13 +55,46 @@ class VaultRef:
     url: str
 
 
-class VaultGate:
-    """Per-vault "do not send before" times, set by 429 Retry-After answers."""
+# Key Vault's published limit for secrets and software-key GETs: 4,000 per 10 s per vault.
+DEFAULT_RATE_LIMIT = 4000
+DEFAULT_RATE_WINDOW = 10.0
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+
+class ObjectDisabled(PermissionDenied):
+    """Key Vault's 403 for a disabled object or version (what `optional` objects tolerate)."""
+
+
+class VaultGate:
+    """Per vault: "do not send before" times set by 429 Retry-After answers, and a client-side
+    token bucket of `limit` requests per `window` seconds (burst up to `limit`)."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        limit: int = DEFAULT_RATE_LIMIT,
+        window: float = DEFAULT_RATE_WINDOW,
+    ) -> None:
         self._clock = clock
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.limit = limit  # 0: no client-side limit
+        self.window = window
+        self._tokens: dict[str, tuple[float, float]] = {}  # vault -> (tokens, at)
+
+    def reserve(self, vault: str) -> float:
+        """Take one request from the vault's budget; returns how long to wait before sending.
+
+        The request is booked now (tokens may go negative), so concurrent callers queue up
+        behind each other instead of all waking at once."""
+        if self.limit <= 0:
+            return 0.0
+        rate = self.limit / self.window
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._tokens.get(vault, (float(self.limit), now))
+            tokens = min(float(self.limit), tokens + (now - at) * rate) - 1.0
+            self._tokens[vault] = (tokens, now)
+            return 0.0 if tokens >= 0 else -tokens / rate
 
     def close_for(self, vault: str, seconds: float) -> None:
         with self._lock:
@@ -75,6 +118,8 @@ class KeyVaultFetcher:
         deadline: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        rate_limit: int = DEFAULT_RATE_LIMIT,
+        rate_window: float = DEFAULT_RATE_WINDOW,
     ) -> None:
         self._transport = transport
         self._executor = executor
@@ -83,7 +128,7 @@ class KeyVaultFetcher:
         self._deadline = deadline
         self._clock = clock
         self._sleep = sleep
-        self.gate = VaultGate(clock)
+        self.gate = VaultGate(clock, rate_limit, rate_window)
         # One SDK client per (object type, vault, identity).
         self._clients: dict[tuple[str, str, str], VaultObjects] = {}
         self._clients_lock = threading.Lock()
@@ -92,20 +137,39 @@ class KeyVaultFetcher:
 
     def fetch_all(
         self,
-        vault: VaultRef,
-        objects: Sequence[ObjectSpec],
+        jobs: Sequence[tuple[VaultRef, ObjectSpec]],
         credential: TokenCredential,
         identity_key: str,
     ) -> list[list[Fetched]]:
-        """Every object's versions (one, or the history newest first), concurrently, in order.
+        """Every object's versions (one, or the history newest first; `[]` for a missing
+        optional object), concurrently across objects and vaults, in order.
 
         All-or-nothing: the first failure (in object order) is raised once all have finished.
         """
-        futures = [
-            self._executor.submit(self.fetch, vault, obj, credential, identity_key)
-            for obj in objects
-        ]
-        results: list[list[Fetched]] = []
+        return self.gather(
+            [
+                self._executor.submit(self.fetch, vault, obj, credential, identity_key)
+                for vault, obj in jobs
+            ]
+        )
+
+    def list_all(
+        self,
+        jobs: Sequence[tuple[VaultRef, ObjectSpec]],
+        credential: TokenCredential,
+        identity_key: str,
+    ) -> list[list[str]]:
+        """The names each selecting entry selects, concurrently, in order (all-or-nothing)."""
+        return self.gather(
+            [
+                self._executor.submit(self.select, vault, obj, credential, identity_key)
+                for vault, obj in jobs
+            ]
+        )
+
+    @staticmethod
+    def gather(futures: Sequence[Future[T]]) -> list[T]:
+        results: list[T] = []
         first_error: BaseException | None = None
         for fut in futures:
             try:
@@ -119,7 +183,30 @@ class KeyVaultFetcher:
     def fetch(
         self, vault: VaultRef, obj: ObjectSpec, credential: TokenCredential, identity_key: str
     ) -> list[Fetched]:
-        """One object: its pinned or latest version, or its newest enabled versions."""
+        """One object: its pinned or latest version, or its newest enabled versions; `[]` when
+        it is optional and missing or disabled."""
+        try:
+            return self._fetch(vault, obj, credential, identity_key)
+        except (NotFound, ObjectDisabled):
+            if not obj.optional:
+                raise
+            self._metrics.optional_missing.labels(vault.name).inc()
+            return []
+
+    def select(
+        self, vault: VaultRef, entry: ObjectSpec, credential: TokenCredential, identity_key: str
+    ) -> list[str]:
+        """The names a selecting entry selects now (one listing of the vault)."""
+        kind = kind_of(entry.type)
+        client = self._objects(kind, vault, credential, identity_key)
+        listing = self._call(vault, entry, "", kind.names_operation, client.names, credential)
+        names = selection.select(entry, listing, vault.name)
+        self._metrics.selected_objects.labels(vault.name).observe(len(names))
+        return names
+
+    def _fetch(
+        self, vault: VaultRef, obj: ObjectSpec, credential: TokenCredential, identity_key: str
+    ) -> list[Fetched]:
         if obj.version_history:
             versions = self._history_versions(vault, obj, credential, identity_key)
             return [self._get(vault, obj, v, credential, identity_key) for v in versions]
@@ -195,6 +282,17 @@ class KeyVaultFetcher:
         deadline = Deadline(self._deadline, self._clock, self._sleep)
         reauthenticated = False
         while True:
+            budget = self.gate.reserve(vault.name)
+            if budget > 0:
+                # Over our own budget for the vault: wait our turn rather than earn a 429.
+                self._metrics.rate_limited.labels(vault.name).inc()
+                if budget > deadline.remaining():
+                    raise ResourceExhausted(
+                        _describe(vault, obj, version)
+                        + f": the client-side request budget of vault {vault.name} is used up"
+                        f" (next slot in {budget:.0f}s)"
+                    )
+                self._sleep(budget)
             wait = self.gate.wait_time(vault.name)
             if wait > 0:
                 if wait > deadline.remaining():
@@ -258,6 +356,8 @@ def _classify(vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseE
     )
     if code == 401:
         return Unauthenticated(detail + " (Key Vault rejected the token)")
+    if code == 403 and "disabled" in _inner_code(exc).lower():
+        return ObjectDisabled(detail + " (the object or version is disabled)")
     if code == 403:
         return PermissionDenied(
             detail + " (the identity lacks permission in the vault's access policy,"
@@ -270,3 +370,11 @@ def _classify(vault: VaultRef, obj: ObjectSpec, version: str, exc: HttpResponseE
     if code == 400:
         return InvalidArgument(detail)
     return Unavailable(detail)
+
+
+def _inner_code(exc: HttpResponseError) -> str:
+    """Key Vault's inner error code (e.g. "SecretDisabled"), when the answer has one."""
+    inner = getattr(exc.error, "innererror", None) if exc.error is not None else None
+    if isinstance(inner, Mapping):
+        return str(inner.get("code", ""))
+    return str(getattr(inner, "code", "") or "")

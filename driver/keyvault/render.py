@@ -43,6 +43,7 @@ from collections.abc import Sequence
 
 from azcommon.errors import Internal
 from driver.keyvault.objects import Fetched, RenderedFile
+from driver.keyvault.types.certparts import split
 from driver.keyvault.types.registry import kind_of
 from driver.keyvault.types.secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, decode_base64
 from driver.model import ObjectSpec
@@ -54,8 +55,13 @@ def render(obj: ObjectSpec, versions: Sequence[Fetched]) -> list[RenderedFile]:
     """The files for `obj`, from its fetched versions (newest first).
 
     One version normally; with `obj.version_history` = N, at most N versions, rendered to
-    `<path>/0` (newest) ... `<path>/<N-1>`.
+    `<path>/0` (newest) ... `<path>/<N-1>`. With `obj.cert_parts`, the parts of a
+    certificate-backed secret (`driver.keyvault.types.certparts`).
     """
+    if obj.cert_parts:
+        if len(versions) != 1:
+            raise Internal(f"{obj.type.value} {obj.name!r}: certParts renders one version")
+        return split(obj, versions[0])
     if obj.version_history > 0:
         if not versions or len(versions) > obj.version_history:
             raise Internal(

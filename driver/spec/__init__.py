@@ -62,6 +62,7 @@ def parse_volume(
     vault = attempt(lambda: common.vault_name(attrs))
     tenant = attempt(lambda: common.tenant(attrs))
     cloud = attempt(lambda: common.cloud_name(attrs))
+    env_file = attempt(lambda: common.cloud_env_file(attrs, cloud or ""))
     pod = attempt(lambda: common.pod_info(attrs))
     identity = attempt(lambda: parse_identity(attrs, secret_keys, pod, warnings))
     objects = attempt(lambda: _objects(attrs, vault or ""))
@@ -69,6 +70,7 @@ def parse_volume(
     if problems:
         raise InvalidArgument("; ".join(problems))
     assert vault is not None and tenant is not None and cloud is not None
+    assert env_file is not None
     assert pod is not None and identity is not None and objects is not None
     identity_spec, auth = identity
     spec = VolumeSpec(
@@ -78,6 +80,7 @@ def parse_volume(
         objects=objects,
         pod=pod,
         cloud_name=cloud,
+        cloud_env_file=env_file,
     )
     # The mode's own account of what it needs, the same check the credential provider makes.
     module_for(identity_spec.mode).validate(spec, auth)

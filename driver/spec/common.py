@@ -3,8 +3,10 @@ the pod kubelet names, and the NMI port."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 
+from azcommon.cloud import AZURE_STACK_CLOUD
 from azcommon.errors import InvalidArgument
 from driver.model import DEFAULT_NMI_PORT, PodInfo
 from driver.spec.keys import CSI, FLEX, Keys, quote
@@ -22,6 +24,12 @@ def vault_name(attrs: Keys) -> str:
     key = attrs.name("keyvaultname")
     if not name:
         raise InvalidArgument(f"{key} is required: the name of the Key Vault to read from")
+    check_vault(name, key)
+    return name
+
+
+def check_vault(name: str, key: str) -> None:
+    """Key Vault's own rules for a vault name; raises naming `key`."""
     problem = ""
     if not 3 <= len(name) <= 24:
         problem = "must be 3 to 24 characters long"
@@ -35,7 +43,6 @@ def vault_name(attrs: Keys) -> str:
         problem = 'must not contain "--"'
     if problem:
         raise InvalidArgument(f"{key} {quote(name)} is not a valid vault name: it {problem}")
-    return name
 
 
 def tenant(attrs: Keys) -> str:
@@ -58,6 +65,35 @@ def cloud_name(attrs: Keys) -> str:
             "(e.g. AzurePublicCloud)"
         )
     return cloud
+
+
+def cloud_env_file(attrs: Keys, cloud: str) -> str:
+    """`cloudEnvFileName`: the node's Azure environment file for `cloudName: AzureStackCloud`
+    (as provider-azure takes it). Read per volume; an absolute, normalised path."""
+    key = attrs.name("cloudenvfilename")
+    path = attrs.get("cloudenvfilename")
+    stack = cloud.lower() == AZURE_STACK_CLOUD.lower()
+    if not path:
+        if stack:
+            raise InvalidArgument(
+                f"cloudName {AZURE_STACK_CLOUD} needs cloudEnvFileName: the path of the cloud's"
+                " environment file (JSON) on the node"
+            )
+        return ""
+    if not stack:
+        raise InvalidArgument(
+            f"{key} applies only to cloudName {AZURE_STACK_CLOUD}; set cloudName, or remove {key}"
+        )
+    if (
+        not path.startswith("/")
+        or posixpath.normpath(path) != path
+        or any(ord(c) < 32 or ord(c) == 127 for c in path)
+        or len(path) > 4000
+    ):
+        raise InvalidArgument(
+            f"{key} {quote(path)} must be an absolute, normalised path on the node"
+        )
+    return path
 
 
 def nmi_port(attrs: Keys) -> int:

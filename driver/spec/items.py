@@ -12,6 +12,7 @@ from driver.spec.keys import quote
 _OBJECT_NAME = re.compile(r"[A-Za-z0-9-]{1,127}")  # Key Vault's own rule for object names
 _VERSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TYPE_NAMES = ", ".join(t.value for t in ObjectType)
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.:/@+-]{1,512}")
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,14 @@ def version(text: str, where: str) -> str:
     if not _VERSION.fullmatch(value):
         raise InvalidArgument(f"{where}: {quote(value)} is not a valid object version")
     return value
+
+
+def parse_tags(text: str, where: str) -> tuple[str, ...]:
+    """`key=value` pairs separated by commas (a selection's tags), normalised and sorted."""
+    tags: set[str] = set()
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq or not _TAG_KEY.fullmatch(key.strip()):
+            raise InvalidArgument(f"{where} entry {quote(pair)} is not key=value (e.g. env=prod)")
+        tags.add(f"{key.strip()}={value.strip()}")
+    return tuple(sorted(tags))

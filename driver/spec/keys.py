@@ -23,7 +23,13 @@ NAMES = ("keyvaultobjectnames", "keyvaultobjectname")
 TYPES = ("keyvaultobjecttypes", "keyvaultobjecttype")
 VERSIONS = ("keyvaultobjectversions", "keyvaultobjectversion")
 ALIASES = ("keyvaultobjectaliases",)
-LIST_KEYS = (*NAMES, *TYPES, *VERSIONS, *ALIASES)
+# Per-entry lists of ours (one entry per name, like the others): the vault of each object ("" is
+# keyvaultname) and whether it may be missing ("true"; "" is false)...
+VAULTS = ("keyvaultobjectvaults",)
+OPTIONALS = ("keyvaultobjectoptional",)
+# ... and the tags a glob entry's objects must carry ("k=v,k2=v2"; "" for none).
+TAGS = ("keyvaultobjecttags",)
+LIST_KEYS = (*NAMES, *TYPES, *VERSIONS, *ALIASES, *VAULTS, *OPTIONALS, *TAGS)
 
 OUR_KEYS = frozenset(
     {
@@ -32,6 +38,7 @@ OUR_KEYS = frozenset(
         "tenantid",
         "nmiport",
         "cloudname",
+        "cloudenvfilename",
         "objects",
         "useazuretokenproxy",
         # Accepted for compatibility and unused: the vault URL comes from its name and the cloud.

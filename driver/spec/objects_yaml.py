@@ -1,6 +1,18 @@
 """The Azure secrets-store provider's `objects` attribute: YAML with an `array:` of objects,
 each a mapping (or a YAML string holding one) of `objectName`, `objectType`, `objectVersion`,
-`objectAlias`, `objectFormat`, `objectEncoding`, `filePermission`, `objectVersionHistory`."""
+`objectAlias`, `objectFormat`, `objectEncoding`, `filePermission`, `objectVersionHistory`.
+
+Ours on top (what the upstream drivers never had):
+
+- `optional: "true"`: a missing (404) or disabled object is skipped, not an error;
+- `keyvaultName`: the vault of this object (default: the volume's `keyvaultName`);
+- `objectNamePattern` (a glob such as `app-*`, or an `objectName` with glob characters) and/or
+  `objectTags` (`env=prod,team=web`): select every matching object of the type; `objectAlias`
+  is then the directory they land in; `maxMatches` bounds how many (default 100, at most 1000);
+- `certParts` (`key:0600,crt,chain,bundle`): a certificate-backed secret split into
+  `<path>.key`, `<path>.crt` (leaf), `<path>.chain` (intermediates to root) and
+  `<path>.bundle` (all three), each with its own mode (default `filePermission`).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +23,20 @@ import yaml
 
 from azcommon.errors import InvalidArgument
 from driver.keyvault.types.registry import TYPES_WITH_OPTIONS, kind_of
-from driver.model import DEFAULT_FILE_MODE, ObjectEncoding, ObjectFormat, ObjectSpec
-from driver.spec.common import DIGITS
-from driver.spec.items import Draft, check_object_name, object_type, version
+from driver.keyvault.types.selection import GLOB, is_glob
+from driver.model import (
+    DEFAULT_FILE_MODE,
+    DEFAULT_MAX_MATCHES,
+    CertPart,
+    CertPartName,
+    ObjectEncoding,
+    ObjectFormat,
+    ObjectSpec,
+    ObjectType,
+    Selector,
+)
+from driver.spec.common import DIGITS, check_vault
+from driver.spec.items import Draft, check_object_name, object_type, parse_tags, version
 from driver.spec.keys import Keys, quote
 from driver.spec.paths import normalise_path
 
@@ -35,8 +58,15 @@ _ITEM_FIELDS = {
         "objectEncoding",
         "filePermission",
         "objectVersionHistory",
+        "optional",
+        "keyvaultName",
+        "objectNamePattern",
+        "objectTags",
+        "maxMatches",
+        "certParts",
     )
 }
+MAX_MATCHES = 1000
 
 
 class _StringLoader(yaml.SafeLoader):
@@ -111,26 +141,110 @@ def _fields(item: dict[Any, Any], where: str) -> dict[str, str]:
 
 def _item(fields: dict[str, str], where: str, vault: str) -> Draft:
     name = fields.get("objectName", "")
-    check_object_name(name, f"{where} objectName")
-    label = f"{where} ({quote(name)})"
+    selector = _selector(fields, where)
+    if selector is None:
+        check_object_name(name, f"{where} objectName")
+    label = f"{where} ({quote(name or selector.pattern if selector else name)})"
     kind = object_type(fields.get("objectType", ""), f"{label} objectType")
     pinned = version(fields.get("objectVersion", ""), f"{label} objectVersion")
     alias = fields.get("objectAlias", "")
     if alias:
         alias = normalise_path(alias, f"{label} objectAlias")
     fmt, encoding = _options(fields, label, kind_of(kind).takes_options, kind.value)
+    mode = _mode(fields.get("filePermission", ""), label)
+    history = _history(fields.get("objectVersionHistory", ""), label)
+    own_vault = fields.get("keyvaultName", "")
+    if own_vault:
+        check_vault(own_vault, f"{label} keyvaultName")
+    if selector is not None and (pinned or history):
+        raise InvalidArgument(
+            f"{label}: a selection (objectNamePattern/objectTags) always reads the latest "
+            "versions; remove objectVersion and objectVersionHistory"
+        )
+    parts = _cert_parts(fields.get("certParts", ""), label, mode)
+    if parts and (kind is not ObjectType.SECRET or fmt is ObjectFormat.PFX or history):
+        raise InvalidArgument(
+            f"{label} certParts applies to objectType secret (a certificate-backed secret) "
+            "without objectFormat pfx or objectVersionHistory"
+        )
     spec = ObjectSpec(
-        name=name,
+        name=name if selector is None else "",
         type=kind,
         version=pinned,
         alias=alias,
         format=fmt,
         encoding=encoding,
-        mode=_mode(fields.get("filePermission", ""), label),
-        version_history=_history(fields.get("objectVersionHistory", ""), label),
-        vault=vault,
+        mode=mode,
+        version_history=history,
+        vault=own_vault or vault,
+        optional=_flag(fields.get("optional", ""), f"{label} optional"),
+        select=selector,
+        cert_parts=parts,
     )
     return Draft(spec, label)
+
+
+def _flag(text: str, where: str) -> bool:
+    value = text.lower()
+    if value in ("", "false"):
+        return False
+    if value == "true":
+        return True
+    raise InvalidArgument(f'{where} must be "true" or "false", got {quote(text)}')
+
+
+def _selector(fields: dict[str, str], where: str) -> Selector | None:
+    """The entry's selection, or None for an entry that names one object."""
+    name = fields.get("objectName", "")
+    pattern = fields.get("objectNamePattern", "")
+    if name and is_glob(name):
+        if pattern:
+            raise InvalidArgument(f"{where}: give the glob in objectName or objectNamePattern")
+        pattern = name
+    elif pattern and name:
+        raise InvalidArgument(
+            f"{where}: objectName and objectNamePattern are both given; a selecting entry has"
+            " no objectName"
+        )
+    tags_text = fields.get("objectTags", "")
+    bound_text = fields.get("maxMatches", "")
+    if not pattern and not tags_text:
+        if bound_text:
+            raise InvalidArgument(f"{where}: maxMatches applies only to a selecting entry")
+        return None
+    if pattern and not GLOB.fullmatch(pattern):
+        raise InvalidArgument(
+            f"{where} objectNamePattern {quote(pattern)} is not a name glob (letters, digits, "
+            "hyphens and * ? [ ])"
+        )
+    tags = parse_tags(tags_text, f"{where} objectTags")
+    bound = DEFAULT_MAX_MATCHES
+    if bound_text:
+        if not DIGITS.fullmatch(bound_text) or not 1 <= int(bound_text) <= MAX_MATCHES:
+            raise InvalidArgument(
+                f"{where} maxMatches {quote(bound_text)} is not an integer between 1 and "
+                f"{MAX_MATCHES}"
+            )
+        bound = int(bound_text)
+    return Selector(pattern=pattern, tags=tags, max_matches=bound)
+
+
+def _cert_parts(text: str, label: str, default_mode: int) -> tuple[CertPart, ...]:
+    parts: list[CertPart] = []
+    for entry in filter(None, (p.strip() for p in text.split(","))):
+        name, _, mode_text = entry.partition(":")
+        try:
+            part = CertPartName(name.strip().lower())
+        except ValueError:
+            known = ", ".join(p.value for p in CertPartName)
+            raise InvalidArgument(
+                f"{label} certParts: unknown part {quote(name)}; use {known}"
+            ) from None
+        if any(p.part is part for p in parts):
+            raise InvalidArgument(f"{label} certParts: {part.value} is given twice")
+        mode = _mode(mode_text.strip(), f"{label} certParts {part.value}") if mode_text else None
+        parts.append(CertPart(part, default_mode if mode is None else mode))
+    return tuple(parts)
 
 
 def _options(

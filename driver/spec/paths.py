@@ -41,6 +41,11 @@ def normalise_path(raw: str, where: str) -> str:
 
 
 def _files(spec: ObjectSpec) -> Iterable[str]:
+    if spec.select is not None:
+        # Known only once listed: the resolver refuses two objects on one file then.
+        return ()
+    if spec.cert_parts:
+        return (f"{spec.path}.{p.part.value}" for p in spec.cert_parts)
     if spec.version_history:
         return (f"{spec.path}/{i}" for i in range(spec.version_history))
     return (spec.path,)

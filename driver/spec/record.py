@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import check_client_id
+from driver.keyvault.types.selection import GLOB
 from driver.model import (
+    CertPart,
     IdentityMode,
     IdentitySpec,
     ObjectEncoding,
@@ -17,12 +19,13 @@ from driver.model import (
     ObjectSpec,
     ObjectType,
     PodInfo,
+    Selector,
     VolumeSpec,
 )
 from driver.spec import common
 from driver.spec.items import Draft, check_object_name, version
 from driver.spec.keys import CSI, Keys
-from driver.spec.objects_yaml import MAX_VERSION_HISTORY
+from driver.spec.objects_yaml import MAX_MATCHES, MAX_VERSION_HISTORY
 from driver.spec.paths import check_paths, normalise_path
 
 
@@ -47,6 +50,12 @@ def check_spec(spec: VolumeSpec) -> None:
         _same("tenantid", common.tenant(attrs), spec.tenant_id)
     if spec.cloud_name:
         _same("cloudname", common.cloud_name(attrs), spec.cloud_name)
+    if spec.cloud_env_file:
+        env_attrs = Keys.fold(
+            {"cloudname": spec.cloud_name, "cloudenvfilename": spec.cloud_env_file}, "record"
+        )
+        checked = common.cloud_env_file(env_attrs, spec.cloud_name)
+        _same("cloudenvfilename", checked, spec.cloud_env_file)
     common.nmi_port(attrs)
     common.pod_info(attrs)
     if spec.identity.client_id:
@@ -58,7 +67,15 @@ def check_spec(spec: VolumeSpec) -> None:
 
 
 def _object(obj: ObjectSpec, label: str) -> Draft:
-    check_object_name(obj.name, label)
+    if obj.select is None:
+        check_object_name(obj.name, label)
+    else:
+        _selector(obj.select, obj, label)
+    if obj.vault:
+        common.check_vault(obj.vault, f"{label} vault")
+    for part in obj.cert_parts:
+        if not 0 <= part.mode <= 0o777:
+            raise InvalidArgument(f"{label}: file mode {part.mode:o} is not between 0000 and 0777")
     _same(f"{label} version", version(obj.version, label), obj.version)
     if obj.alias:
         _same(f"{label} alias", normalise_path(obj.alias, f"{label} alias"), obj.alias)
@@ -67,6 +84,19 @@ def _object(obj: ObjectSpec, label: str) -> Draft:
     if not 0 <= obj.version_history <= MAX_VERSION_HISTORY:
         raise InvalidArgument(f"{label}: version history {obj.version_history} is out of range")
     return Draft(obj, label)
+
+
+def _selector(select: Selector, obj: ObjectSpec, label: str) -> None:
+    if obj.name or obj.version or obj.version_history:
+        raise InvalidArgument(f"{label}: a selecting entry has no name, version or history")
+    if not (select.pattern or select.tags):
+        raise InvalidArgument(f"{label}: the selection has neither pattern nor tags")
+    if select.pattern and not GLOB.fullmatch(select.pattern):
+        raise InvalidArgument(f"{label}: the selection's pattern is not a name glob")
+    if any("=" not in t for t in select.tags):
+        raise InvalidArgument(f"{label}: the selection's tags are not key=value")
+    if not 1 <= select.max_matches <= MAX_MATCHES:
+        raise InvalidArgument(f"{label}: the selection's bound is out of range")
 
 
 def _same(what: str, checked: object, stored: object) -> None:
@@ -80,6 +110,7 @@ def _types(spec: VolumeSpec) -> None:
         (spec.vault_name, str, "vault_name"),
         (spec.tenant_id, str, "tenant_id"),
         (spec.cloud_name, str, "cloud_name"),
+        (spec.cloud_env_file, str, "cloud_env_file"),
         (spec.identity, IdentitySpec, "identity"),
         (spec.pod, PodInfo, "pod"),
         (spec.objects, tuple, "objects"),
@@ -100,7 +131,25 @@ def _types(spec: VolumeSpec) -> None:
             (obj.encoding, ObjectEncoding, "objects[].encoding"),
             (obj.mode, int, "objects[].mode"),
             (obj.version_history, int, "objects[].version_history"),
+            (obj.optional, bool, "objects[].optional"),
+            (obj.vault, str, "objects[].vault"),
+            (obj.select, (Selector, type(None)), "objects[].select"),
+            (obj.cert_parts, tuple, "objects[].cert_parts"),
         ]
+        if isinstance(obj.select, Selector):
+            expected += [
+                (obj.select.pattern, str, "objects[].select.pattern"),
+                (obj.select.tags, tuple, "objects[].select.tags"),
+                (obj.select.max_matches, int, "objects[].select.max_matches"),
+            ]
+            expected += [(t, str, "objects[].select.tags[]") for t in obj.select.tags]
+        if isinstance(obj.cert_parts, tuple):
+            expected += [(p, CertPart, "objects[].cert_parts[]") for p in obj.cert_parts]
+            expected += [
+                (p.mode, int, "objects[].cert_parts[].mode")
+                for p in obj.cert_parts
+                if isinstance(p, CertPart)
+            ]
         expected += [(getattr(obj, f), str, f"objects[].{f}") for f in ("name", "version", "alias")]
     for value, kind, name in expected:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -312,10 +312,10 @@ def test_siblings_and_dotfiles_inside_folders_are_fine() -> None:
 
 
 def test_unknown_keys_are_warnings_naming_the_key_only() -> None:
-    parsed = parse_volume({**SEED, "keyvaultobjectnmaes": "typo-value", "cloudEnvFileName": "x"})
+    parsed = parse_volume({**SEED, "keyvaultobjectnmaes": "typo-value", "cloudEnvFilename2": "x"})
     assert len(parsed.warnings) == 2
     assert any('"keyvaultobjectnmaes"' in w for w in parsed.warnings)
-    assert any('"cloudEnvFileName"' in w for w in parsed.warnings)
+    assert any('"cloudEnvFilename2"' in w for w in parsed.warnings)
     assert not any("typo-value" in w for w in parsed.warnings)
 
 

@@ -29,6 +29,16 @@ class VersionInfo:
     created_on: datetime | None
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object of a vault listing (names and properties; never values)."""
+
+    name: str
+    enabled: bool | None
+    tags: dict[str, str]
+    managed: bool = False  # a secret that backs a certificate (listed twice otherwise)
+
+
 class VaultObjects(Protocol):
     """One SDK client, bound to one vault and one credential, reading one object type."""
 
@@ -40,6 +50,10 @@ class VaultObjects(Protocol):
         """Every version of the named object, as Key Vault lists them."""
         ...
 
+    def names(self) -> list[Listed]:
+        """Every object of this type in the vault (the list API, all pages)."""
+        ...
+
 
 class ObjectKind(ABC):
     """One object type: fetch, list versions, render."""
@@ -47,6 +61,7 @@ class ObjectKind(ABC):
     type: ObjectType
     get_operation: str  # metric label of a fetch, e.g. "secret.get"
     list_operation: str  # metric label of a version listing, e.g. "secret.versions"
+    names_operation: str  # metric label of a vault listing, e.g. "secret.list"
     # Whether objectFormat / objectEncoding apply (the parser rejects them otherwise).
     takes_options: bool = False
 

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from azcommon.errors import InvalidArgument
 from driver.keyvault.objects import CertValue, Fetched
 from driver.keyvault.types.base import (
+    Listed,
     ObjectKind,
     VaultObjects,
     VersionInfo,
@@ -40,6 +41,13 @@ class _Certificates:
             for p in self._client.list_properties_of_certificate_versions(name)
         ]
 
+    def names(self) -> list[Listed]:
+        return [
+            Listed(p.name or "", p.enabled, dict(p.tags or {}), bool(getattr(p, "managed", False)))
+            for p in self._client.list_properties_of_certificates()
+            if p.name
+        ]
+
 
 class Cert(ObjectKind):
     """`cert` objects."""
@@ -47,6 +55,7 @@ class Cert(ObjectKind):
     type = ObjectType.CERT
     get_operation = "certificate.get"
     list_operation = "cert.versions"
+    names_operation = "certificate.list"
 
     def open(
         self,

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from azcommon.errors import FailedPrecondition, InvalidArgument
 from driver.keyvault.objects import Fetched, KeyValue
 from driver.keyvault.types.base import (
+    Listed,
     ObjectKind,
     VaultObjects,
     VersionInfo,
@@ -55,6 +56,13 @@ class _Keys:
             for p in self._client.list_properties_of_key_versions(name)
         ]
 
+    def names(self) -> list[Listed]:
+        return [
+            Listed(p.name or "", p.enabled, dict(p.tags or {}), bool(getattr(p, "managed", False)))
+            for p in self._client.list_properties_of_keys()
+            if p.name
+        ]
+
 
 def _bytes(jwk: object, field: str) -> bytes:
     return bytes(getattr(jwk, field, None) or b"")
@@ -66,6 +74,7 @@ class Key(ObjectKind):
     type = ObjectType.KEY
     get_operation = "key.get"
     list_operation = "key.versions"
+    names_operation = "key.list"
 
     def open(
         self,

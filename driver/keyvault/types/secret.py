@@ -16,6 +16,7 @@ from azcommon.errors import InvalidArgument
 from driver.keyvault.certbundle import BundleError, CertBundle
 from driver.keyvault.objects import Fetched, SecretValue
 from driver.keyvault.types.base import (
+    Listed,
     ObjectKind,
     VaultObjects,
     VersionInfo,
@@ -46,6 +47,13 @@ class _Secrets:
             for p in self._client.list_properties_of_secret_versions(name)
         ]
 
+    def names(self) -> list[Listed]:
+        return [
+            Listed(p.name or "", p.enabled, dict(p.tags or {}), bool(getattr(p, "managed", False)))
+            for p in self._client.list_properties_of_secrets()
+            if p.name
+        ]
+
 
 class Secret(ObjectKind):
     """`secret` objects: the only type objectFormat and objectEncoding apply to."""
@@ -53,6 +61,7 @@ class Secret(ObjectKind):
     type = ObjectType.SECRET
     get_operation = "secret.get"
     list_operation = "secret.versions"
+    names_operation = "secret.list"
     takes_options = True
 
     def open(
