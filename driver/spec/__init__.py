@@ -64,7 +64,7 @@ def parse_volume(
     cloud = attempt(lambda: common.cloud_name(attrs))
     pod = attempt(lambda: common.pod_info(attrs))
     identity = attempt(lambda: parse_identity(attrs, secret_keys, pod, warnings))
-    objects = attempt(lambda: _objects(attrs, vault or ""))
+    objects = attempt(lambda: _objects(attrs, vault or "", warnings))
 
     if problems:
         raise InvalidArgument("; ".join(problems))
@@ -84,7 +84,7 @@ def parse_volume(
     return ParsedVolume(spec=spec, auth=auth, warnings=tuple(warnings))
 
 
-def _objects(attrs: Keys, vault: str) -> tuple[ObjectSpec, ...]:
+def _objects(attrs: Keys, vault: str, warnings: list[str]) -> tuple[ObjectSpec, ...]:
     list_keys = [k for k in LIST_KEYS if attrs.given(k)]
     drafts: list[Draft]
     if attrs.given("objects"):
@@ -93,7 +93,7 @@ def _objects(attrs: Keys, vault: str) -> tuple[ObjectSpec, ...]:
                 f"{attrs.name('objects')} and {attrs.name(list_keys[0])} are both given; "
                 "list the objects one way only"
             )
-        drafts, alias_key = yaml_objects(attrs, vault), "objectAlias"
+        drafts, alias_key = yaml_objects(attrs, vault, warnings), "objectAlias"
     elif list_keys:
         drafts, alias_key = list_objects(attrs, vault), attrs.name("keyvaultobjectaliases")
     else:

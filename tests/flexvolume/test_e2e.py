@@ -139,7 +139,8 @@ def test_option_values_with_spaces_split_across_argv_words(daemon: DaemonProcess
         ({"tenantid": None}, "tenant"),
         ({"nmiport": "99999"}, "nmiport"),
         ({"keyvaultobjectaliases": "a;../b;c"}, ".."),
-        ({"usevmmanagedidentity": "true"}, "identity"),
+        # Pod identity with clientID (workload identity, which azure/kv never had): no precedence.
+        ({"clientID": "00000000-0000-0000-0000-00000000000a"}, "identity"),
         ({"kubernetes.io/pod.name": None}, "pod"),
     ],
 )
