@@ -64,6 +64,30 @@ KUBELET_KEYS = frozenset(
 )
 
 
+# Words that make a key look like it holds a secret (matched in the lower-cased key). Volume
+# attributes are no place for one: they sit in the pod spec for anyone who can read it.
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "privatekey")
+# Keys that contain such a word and hold nothing secret.
+_NOT_SECRET = frozenset({"secretproviderclass"})
+
+
+def looks_secret(key: str) -> bool:
+    """Whether an attribute key looks like it carries a secret (its value is never logged)."""
+    folded = key.lower()
+    if folded in _NOT_SECRET:
+        return False
+    return folded.startswith(FLEX_SECRET) or any(word in folded for word in _SECRET_WORDS)
+
+
+def secret_looking_attributes(attributes: Mapping[str, str]) -> list[str]:
+    """CSI volume attribute keys that look like secrets, except the tokens key kubelet sets.
+
+    CSI has `secrets` (nodePublishSecretRef) for credentials; a secret placed in the volume
+    attributes instead is refused, before anything reads or logs it.
+    """
+    return sorted(k for k in attributes if looks_secret(k) and k.lower() != TOKENS)
+
+
 def known(key: str) -> bool:
     """A key we read or deliberately ignore (anything else earns a warning)."""
     return key in OUR_KEYS or key in KUBELET_KEYS or key.startswith(FLEX_SECRET)
