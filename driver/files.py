@@ -59,6 +59,7 @@ class AtomicWriter:
                 return False
             payload = target / _payload_name()
             payload.mkdir(mode=0o755)
+            swapped = False
             try:
                 for f in files:
                     self._write_file(payload / f.path, f.mode, f.data)
@@ -68,10 +69,15 @@ class AtomicWriter:
                 tmp.unlink(missing_ok=True)
                 os.symlink(payload.name, tmp)
                 os.replace(tmp, target / DATA_LINK)
+                swapped = True
                 if self.durable:
                     _fsync_dir(target)
-            except OSError:
-                shutil.rmtree(payload, ignore_errors=True)
+            except BaseException:
+                # Whatever went wrong (an OSError, a bad name, an interrupt) before the swap, the
+                # half-written payload must not stay inside a live volume.
+                if not swapped:
+                    shutil.rmtree(payload, ignore_errors=True)
+                    (target / TMP_LINK).unlink(missing_ok=True)
                 raise
             self._relink_top_level(target, {p.split("/", 1)[0] for p in wanted})
             self.sweep(target, keep=payload.name)

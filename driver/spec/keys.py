@@ -160,4 +160,5 @@ class Keys:
 def quote(value: str, limit: int = 40) -> str:
     """A non-secret value for a message: quoted, truncated, control characters escaped."""
     text = value if len(value) <= limit else value[:limit] + "..."
-    return json.dumps(text, ensure_ascii=False)
+    # Lone surrogates stay escaped: a message must encode as UTF-8 (gRPC, logs, JSON replies).
+    return json.dumps(text, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
