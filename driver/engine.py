@@ -135,6 +135,11 @@ class Engine:
                 self.recover(record)
             except KvError as exc:
                 problems.append(f"volume {record.volume_id}: not recovered yet: {exc}")
+            except Exception as exc:  # one volume's surprise must not stop the others' restore
+                log.error("volume %s: restore failed", record.volume_id, exc_info=True)
+                problems.append(
+                    f"volume {record.volume_id}: not recovered yet: {type(exc).__name__}"
+                )
             finally:
                 self._metrics.restore_pending.dec()
 

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from azcommon.errors import KvError
+from azcommon.errors import Internal, KvError
 from driver.engine import Engine
 from driver.keyvault.objects import Fetched
 from driver.ledger import Ledger
@@ -130,8 +130,8 @@ class Rotator:
                 try:
                     self.engine.recover(record)
                     report.rotated.append(record.volume_id)
-                except KvError as exc:
-                    self._fail(report, record, "recover", exc)
+                except Exception as exc:  # stays in this volume: the cycle goes on
+                    self._fail(report, record, "recover", unexpected(exc))
                 continue
             try:
                 volume_access, principal = self.resolver.access_recorded(
@@ -200,8 +200,8 @@ class Rotator:
             try:
                 if self.engine.apply_rotation(record, changed):
                     report.rotated.append(volume_id)
-            except KvError as exc:
-                self._fail(report, record, "swap", exc)
+            except Exception as exc:  # stays in this volume: the cycle goes on
+                self._fail(report, record, "swap", unexpected(exc))
 
     def _fail(self, report: CycleReport, record: VolumeRecord, stage: str, exc: KvError) -> None:
         if record.volume_id in report.failures:
@@ -212,3 +212,11 @@ class Rotator:
         log.warning(
             "rotation of volume %s failed (%s), old files kept: %s", record.volume_id, reason, exc
         )
+
+
+def unexpected(exc: Exception) -> KvError:
+    """A KvError as it is; anything else as INTERNAL, by type only (its text may hold content)."""
+    if isinstance(exc, KvError):
+        return exc
+    log.error("rotation: unexpected %s", type(exc).__name__, exc_info=exc)
+    return Internal(f"unexpected {type(exc).__name__}")
