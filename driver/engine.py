@@ -65,6 +65,7 @@ class Engine:
                 self._ledger.remember_auth(existing, prepared.auth)
                 return _result(existing, self._placement.listing(target), fetched=False)
             try:
+                self._placement.check_room(prepared.spec.file_paths())
                 resolved = self._resolver.fetch(prepared)
             except KvError as exc:
                 if existing is None or not self._keeps_files(existing, prepared, exc):

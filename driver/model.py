@@ -92,6 +92,16 @@ class VolumeSpec:
     pod: PodInfo = field(default_factory=PodInfo)
     cloud_name: str = ""  # "" means the daemon's configured cloud
 
+    def file_paths(self) -> list[str]:
+        """Every file the volume will hold, known before anything is fetched."""
+        paths: list[str] = []
+        for obj in self.objects:
+            if obj.version_history:
+                paths += [f"{obj.path}/{i}" for i in range(obj.version_history)]
+            else:
+                paths.append(obj.path)
+        return paths
+
 
 @dataclass(frozen=True)
 class AuthMaterial:
