@@ -32,6 +32,15 @@ class ObjectEncoding(StrEnum):
     HEX = "hex"
 
 
+class FileContent(StrEnum):
+    """Which bytes the objects become (volume option `fileformat`)."""
+
+    PEM = "pem"  # ours: PEM keys, certificates and key + chain bundles (CSI's default)
+    # What the azure/kv FlexVolume driver wrote (FlexVolume's default): a secret exactly as
+    # stored, a certificate as DER, an RSA key as its base64url modulus.
+    UPSTREAM = "upstream"
+
+
 class IdentityMode(StrEnum):
     POD_IDENTITY = "pod-identity"
     SERVICE_PRINCIPAL = "service-principal"
@@ -56,6 +65,7 @@ class ObjectSpec:
     mode: int = DEFAULT_FILE_MODE
     version_history: int = 0  # >0: write the N newest enabled versions under <alias>/0..N-1
     vault: str = ""  # vault name; one per volume today, kept per object for multi-vault later
+    content: FileContent = FileContent.PEM  # the volume's `fileformat`, on each of its objects
 
     @property
     def path(self) -> str:

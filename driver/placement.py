@@ -18,7 +18,6 @@ from driver.keyvault.objects import RenderedFile
 from driver.mounts import Mounter, remove_if_empty
 from driver.targets import describe_foreign
 
-
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # A symbolic link this long or longer takes a page of its own on tmpfs (shorter ones are inline).
 _LONG_LINK = 128

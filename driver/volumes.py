@@ -22,6 +22,7 @@ from typing import Any
 from azcommon.errors import InvalidArgument, KvError
 from driver.model import (
     AuthMaterial,
+    FileContent,
     IdentityMode,
     IdentitySpec,
     ObjectEncoding,
@@ -66,6 +67,7 @@ def _object_from_dict(raw: dict[str, Any]) -> ObjectSpec:
             "type": ObjectType(raw["type"]),
             "format": ObjectFormat(raw.get("format", "")),
             "encoding": ObjectEncoding(raw.get("encoding", "utf-8")),
+            "content": FileContent(raw.get("content", "pem")),
         }
     )
 

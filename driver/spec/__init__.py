@@ -18,6 +18,7 @@ the value of a secret: credentials and tokens are only ever described, never sho
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -39,9 +40,12 @@ T = TypeVar("T")
 
 
 def parse_volume(
-    attributes: Mapping[str, str], secrets: Mapping[str, str] | None = None
+    attributes: Mapping[str, str],
+    secrets: Mapping[str, str] | None = None,
+    source: str = "csi",
 ) -> ParsedVolume:
-    """Parse and validate one volume request. Raises `InvalidArgument` listing every problem."""
+    """Parse and validate one volume request. Raises `InvalidArgument` listing every problem.
+    `source` is the front door ("csi" or "flexvolume"): it picks the default `fileformat`."""
     attrs = Keys.fold(attributes, "volume attribute")
     secret_keys = Keys.fold(secrets or {}, "secret")
     warnings = [
@@ -65,11 +69,14 @@ def parse_volume(
     pod = attempt(lambda: common.pod_info(attrs))
     identity = attempt(lambda: parse_identity(attrs, secret_keys, pod, warnings))
     objects = attempt(lambda: _objects(attrs, vault or "", warnings))
+    content = attempt(lambda: common.file_content(attrs, source))
 
     if problems:
         raise InvalidArgument("; ".join(problems))
     assert vault is not None and tenant is not None and cloud is not None
     assert pod is not None and identity is not None and objects is not None
+    assert content is not None
+    objects = tuple(dataclasses.replace(obj, content=content) for obj in objects)
     identity_spec, auth = identity
     spec = VolumeSpec(
         vault_name=vault,

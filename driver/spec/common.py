@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from azcommon.errors import InvalidArgument
-from driver.model import DEFAULT_NMI_PORT, PodInfo
+from driver.model import DEFAULT_NMI_PORT, FileContent, PodInfo
 from driver.spec.keys import CSI, FLEX, Keys, quote
 
 _VAULT_CHARS = re.compile(r"[A-Za-z0-9-]+")
@@ -58,6 +58,20 @@ def cloud_name(attrs: Keys) -> str:
             "(e.g. AzurePublicCloud)"
         )
     return cloud
+
+
+def file_content(attrs: Keys, source: str) -> FileContent:
+    """`fileformat`: FlexVolume volumes get the azure/kv driver's bytes unless they ask for ours,
+    so pod specs and init containers written for it keep working; CSI volumes get ours."""
+    text = attrs.get("fileformat").lower()
+    if not text:
+        return FileContent.UPSTREAM if source == "flexvolume" else FileContent.PEM
+    try:
+        return FileContent(text)
+    except ValueError:
+        raise InvalidArgument(
+            f'{attrs.name("fileformat")} must be "pem" or "upstream", got {attrs.shown("fileformat")}'
+        ) from None
 
 
 def nmi_port(attrs: Keys) -> int:

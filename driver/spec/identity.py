@@ -18,7 +18,6 @@ from driver.model import AuthMaterial, IdentityMode, IdentitySpec, PodInfo
 from driver.spec.common import nmi_port
 from driver.spec.keys import TOKENS, Keys, quote
 
-
 # Which of several chosen modes wins, for the modes the azure/kv driver knew.
 PRECEDENCE = (
     IdentityMode.POD_IDENTITY,

@@ -33,6 +33,7 @@ OUR_KEYS = frozenset(
         "nmiport",
         "cloudname",
         "objects",
+        "fileformat",
         "useazuretokenproxy",
         # Accepted for compatibility and unused: the vault URL comes from its name and the cloud.
         "resourcegroup",

@@ -89,9 +89,7 @@ def yaml_objects(attrs: Keys, vault: str, warnings: list[str] | None = None) -> 
     return drafts
 
 
-def _fields(
-    item: dict[Any, Any], where: str, warnings: list[str] | None = None
-) -> dict[str, str]:
+def _fields(item: dict[Any, Any], where: str, warnings: list[str] | None = None) -> dict[str, str]:
     """The item's fields under their canonical spelling, values stripped. Unknown fields are
     ignored with a warning, as the secrets-store provider ignores them (its SecretProviderClass
     files often carry fields of newer or other providers)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import check_client_id
 from driver.model import (
+    FileContent,
     IdentityMode,
     IdentitySpec,
     ObjectEncoding,
@@ -98,6 +99,7 @@ def _types(spec: VolumeSpec) -> None:
             (obj.type, ObjectType, "objects[].type"),
             (obj.format, ObjectFormat, "objects[].format"),
             (obj.encoding, ObjectEncoding, "objects[].encoding"),
+            (obj.content, FileContent, "objects[].content"),
             (obj.mode, int, "objects[].mode"),
             (obj.version_history, int, "objects[].version_history"),
         ]
