@@ -165,7 +165,7 @@ class Engine:
             if why is not None:
                 raise InvalidArgument(f"target_path {target} {why}")
             resolved = self._resolver.refetch(record, self._ledger.auth_of(record))
-            created = self._placement.place(target, resolved.files)
+            created = self._placement.place(target, resolved.files, record.spec.fs_group)
             record.versions = resolved.versions
             record.last_check = self._clock()
             self._save_or_undo(record, target, created)
@@ -269,7 +269,7 @@ class Engine:
         or forgets, never a mount nobody knows about."""
         self._ledger.save(record)
         try:
-            self._placement.place(Path(record.target_path), resolved.files)
+            self._placement.place(Path(record.target_path), resolved.files, record.spec.fs_group)
         except BaseException:
             self._ledger.drop(record, self._resolver.release)
             raise
@@ -280,7 +280,7 @@ class Engine:
     ) -> None:
         """A republish that changed something: swap the files, then the record."""
         try:
-            self._placement.place(Path(record.target_path), resolved.files)
+            self._placement.place(Path(record.target_path), resolved.files, record.spec.fs_group)
             self._ledger.save(record)
         except BaseException:
             self._release_unused(prep)

@@ -87,6 +87,28 @@ class AtomicWriter:
         return True
 
     @staticmethod
+    def own(target: Path, group: int) -> None:
+        """Give `group` the volume: its root becomes set-group-ID, so every payload a later
+        write (a rotation) creates inherits the group without another call; what is already
+        there is given to the group now. Modes are kept: a file is group-readable when its mode
+        says so (0644, 0440), as kubelet's own secret volumes are."""
+        try:
+            os.chown(target, -1, group, follow_symlinks=False)
+            os.chmod(target, (os.stat(target).st_mode & 0o7777) | 0o2000)
+            for dirpath, dirs, files in os.walk(target):
+                for name in dirs + files:
+                    path = os.path.join(dirpath, name)
+                    os.chown(path, -1, group, follow_symlinks=False)
+                for name in dirs:
+                    path = os.path.join(dirpath, name)
+                    if not os.path.islink(path):
+                        os.chmod(path, (os.stat(path).st_mode & 0o7777) | 0o2000)
+        except OSError as exc:
+            raise Internal(
+                f"giving the files under {target} to group {group}: {exc.strerror or exc}"
+            ) from None
+
+    @staticmethod
     def _write_file(path: Path, mode: int, data: bytes) -> None:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

@@ -101,6 +101,7 @@ class VolumeSpec:
     objects: tuple[ObjectSpec, ...]
     pod: PodInfo = field(default_factory=PodInfo)
     cloud_name: str = ""  # "" means the daemon's configured cloud
+    fs_group: int | None = None  # the pod's fsGroup: the group that owns the files
 
     def file_paths(self) -> list[str]:
         """Every file the volume will hold, known before anything is fetched."""

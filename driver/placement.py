@@ -58,12 +58,15 @@ class Placement:
         """The volume's mount and its current payload are both there."""
         return self._mounter.is_mounted(target) and (target / DATA_LINK).is_dir()
 
-    def place(self, target: Path, files: Sequence[RenderedFile]) -> bool:
+    def place(self, target: Path, files: Sequence[RenderedFile], group: int | None = None) -> bool:
         """Mount (when needed) and write; a failure undoes a mount this call made.
-        Returns whether this call made the mount."""
+        Returns whether this call made the mount. `group`: the pod's fsGroup, which owns the
+        volume's directories and files, now and after every rotation."""
         self._check_fits(files)
         created = self._mounter.prepare(target)
         try:
+            if group is not None:
+                self._writer.own(target, group)
             self._writer.write(target, files)
         except BaseException:
             if created:

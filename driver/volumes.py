@@ -57,6 +57,7 @@ def spec_from_dict(raw: dict[str, Any]) -> VolumeSpec:
         objects=tuple(_object_from_dict(o) for o in raw["objects"]),
         pod=PodInfo(**raw.get("pod", {})),
         cloud_name=str(raw.get("cloud_name", "")),
+        fs_group=raw.get("fs_group"),
     )
 
 

@@ -60,6 +60,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     secrets=dict(request.secrets),
                     readonly=request.readonly,
                     source="csi",
+                    fs_group=request.volume_capability.mount.volume_mount_group,
                 )
             )
         except Exception as exc:
@@ -86,8 +87,15 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetCapabilities(
         self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetCapabilitiesResponse:
-        # No staging, stats or expansion: kubelet calls only publish/unpublish.
-        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[])
+        # No staging, stats or expansion: kubelet calls only publish/unpublish. The pod's
+        # fsGroup is ours to apply (kubelet cannot chown files on a read-only tmpfs it did not
+        # write, and rotation writes new ones), so kubelet hands it over in volume_mount_group.
+        rpc = csi_pb2.NodeServiceCapability.RPC
+        return csi_pb2.NodeGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.NodeServiceCapability(rpc=rpc(type=rpc.VOLUME_MOUNT_GROUP)),
+            ]
+        )
 
     # kubelet never calls these for a plugin without the matching capabilities.
 

@@ -43,9 +43,11 @@ def parse_volume(
     attributes: Mapping[str, str],
     secrets: Mapping[str, str] | None = None,
     source: str = "csi",
+    fs_group: str = "",
 ) -> ParsedVolume:
     """Parse and validate one volume request. Raises `InvalidArgument` listing every problem.
-    `source` is the front door ("csi" or "flexvolume"): it picks the default `fileformat`."""
+    `source` is the front door ("csi" or "flexvolume"): it picks the default `fileformat`.
+    `fs_group` is CSI's volume_mount_group (FlexVolume's comes in its options)."""
     attrs = Keys.fold(attributes, "volume attribute")
     secret_keys = Keys.fold(secrets or {}, "secret")
     warnings = [
@@ -70,6 +72,7 @@ def parse_volume(
     identity = attempt(lambda: parse_identity(attrs, secret_keys, pod, warnings))
     objects = attempt(lambda: _objects(attrs, vault or "", warnings))
     content = attempt(lambda: common.file_content(attrs, source))
+    group = attempt(lambda: common.fs_group(attrs, fs_group))
 
     if problems:
         raise InvalidArgument("; ".join(problems))
@@ -85,6 +88,7 @@ def parse_volume(
         objects=objects,
         pod=pod,
         cloud_name=cloud,
+        fs_group=group if group is not None and group >= 0 else None,
     )
     # The mode's own account of what it needs, the same check the credential provider makes.
     module_for(identity_spec.mode).validate(spec, auth)

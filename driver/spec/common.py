@@ -74,6 +74,23 @@ def file_content(attrs: Keys, source: str) -> FileContent:
         ) from None
 
 
+_GID = re.compile(r"[0-9]{1,10}")
+_FS_GROUP_KEYS = (FLEX + "mounterargs.fsgroup", FLEX + "fsgroup")
+
+
+def fs_group(attrs: Keys, csi_group: str) -> int:
+    """The pod's fsGroup (-1 when none): CSI's volume_mount_group or FlexVolume's mounter arg."""
+    given = [("volume_capability.mount.volume_mount_group", csi_group.strip())]
+    given += [(attrs.name(k), attrs.get(k)) for k in _FS_GROUP_KEYS]
+    for where, text in given:
+        if not text:
+            continue
+        if not _GID.fullmatch(text) or int(text) > 0xFFFFFFFE:
+            raise InvalidArgument(f"{where} {quote(text)} is not a group id (0 to 4294967294)")
+        return int(text)
+    return -1
+
+
 def nmi_port(attrs: Keys) -> int:
     text = attrs.get("nmiport")
     if not text:

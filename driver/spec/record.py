@@ -104,6 +104,10 @@ def _types(spec: VolumeSpec) -> None:
             (obj.version_history, int, "objects[].version_history"),
         ]
         expected += [(getattr(obj, f), str, f"objects[].{f}") for f in ("name", "version", "alias")]
+    if spec.fs_group is not None:
+        expected.append((spec.fs_group, int, "fs_group"))
+        if isinstance(spec.fs_group, int) and not 0 <= spec.fs_group <= 0xFFFFFFFE:
+            raise InvalidArgument("the record's fs_group is not a group id")
     for value, kind, name in expected:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InvalidArgument(f"the record's {name} has the wrong type")

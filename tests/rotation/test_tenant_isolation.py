@@ -86,8 +86,9 @@ def test_a_malformed_certificate_fails_only_its_own_volume(
     for target in others:
         assert wait_for(lambda t=target: content(t / other) == b"v2"), daemon.log()
     assert wait_for(
-        lambda: 'kv_driver_rotation_failures_total{reason="swap:INVALID_ARGUMENT"}'
-        in daemon.metrics()
+        lambda: (
+            'kv_driver_rotation_failures_total{reason="swap:INVALID_ARGUMENT"}' in daemon.metrics()
+        )
     ), daemon.metrics()
     assert (tenant_target / tenant_cert).read_bytes() == good_before  # old files kept
     assert "rotation of volume tenant failed" in daemon.log()
