@@ -11,6 +11,7 @@ import requests
 from azcommon.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
 from azcommon.http import make_session, make_transport
 from driver.auth.provider import CredentialProvider
+from driver.auth.vm_policy import VmIdentityPolicy
 from driver.config import Settings
 from driver.engine import Engine
 from driver.files import AtomicWriter
@@ -64,7 +65,14 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         metrics,
         deadline=settings.request_timeout * 3,
     )
-    credentials = CredentialProvider(session, settings, on_token_request=metrics.token_request)
+    vm_policy = (
+        VmIdentityPolicy.load(settings.vm_identity_policy)
+        if settings.vm_identity_policy is not None
+        else None
+    )
+    credentials = CredentialProvider(
+        session, settings, on_token_request=metrics.token_request, vm_policy=vm_policy
+    )
     ledger = Ledger(VolumeStore(settings.state_dir), AuthStore(settings.state_dir), metrics)
     resolver = Resolver(Clouds(cloud), credentials, fetcher)
     placement = Placement(

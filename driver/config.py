@@ -99,6 +99,13 @@ class Settings:
     request_timeout: float = field(
         default=10.0, metadata={"help": "seconds for one Key Vault or token request"}
     )
+    vm_identity_policy: Path | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file mapping namespaces to the VM managed identities (client ids, "
+            '"system", "*") their volumes may use; unset: every pod may use every VM identity'
+        },
+    )
 
 
 def _help(name: str) -> str:
@@ -131,6 +138,7 @@ def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     flag("fetch_concurrency", type=int, default=d.fetch_concurrency)
     flag("nmi_deadline", type=parse_duration, default=d.nmi_deadline)
     flag("request_timeout", type=parse_duration, default=d.request_timeout)
+    flag("vm_identity_policy", type=Path, default=env("KV_VM_IDENTITY_POLICY") or None)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -23,6 +23,7 @@ from azcommon.cloud import Cloud
 from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook
 from azcommon.credentials.polling import Monotonic, Sleep
 from azcommon.errors import InvalidArgument
+from driver.auth.vm_policy import VmIdentityPolicy
 from driver.config import Settings
 from driver.model import AuthMaterial, IdentityMode, IdentitySpec, PodInfo, VolumeSpec
 
@@ -79,6 +80,8 @@ class BuildContext:
     sleep: Sleep
     on_token_request: TokenRequestHook
     imds_deadline: float
+    # The operator's rule for the node's VM identities; None: every pod may use every one.
+    vm_policy: VmIdentityPolicy | None = None
 
 
 Digest = Callable[[str], str]  # a peppered digest of a secret value, for identity keys
@@ -117,6 +120,10 @@ class IdentityModeModule(ABC):
     @abstractmethod
     def identity_key(self, spec: VolumeSpec, auth: AuthMaterial, digest: Digest) -> str:
         """A string naming exactly one identity (and, for secrets, one secret value)."""
+
+    def authorize(self, spec: VolumeSpec, ctx: BuildContext) -> None:
+        """Raise PERMISSION_DENIED when node policy forbids this volume its identity."""
+        return None  # most identities prove themselves to Entra ID or NMI
 
     @abstractmethod
     def build(
