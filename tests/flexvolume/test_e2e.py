@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from devstack.harness import world
 from devstack.harness.attributes import flex_options, go_json
