@@ -87,7 +87,7 @@ def test_a_broken_policy_file_stops_the_daemon_at_start(tmp_path: Path) -> None:
             "dir",
             "--vm-identity-policy",
             str(policy),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=60,
