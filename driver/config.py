@@ -99,6 +99,21 @@ class Settings:
     request_timeout: float = field(
         default=10.0, metadata={"help": "seconds for one Key Vault or token request"}
     )
+    https_proxy: str = field(
+        default="",
+        repr=False,  # may carry proxy credentials
+        metadata={
+            "help": "HTTP proxy for Key Vault and Entra ID, never for NMI or IMDS "
+            "(env HTTPS_PROXY / https_proxy)"
+        },
+    )
+    no_proxy: str = field(
+        default="",
+        metadata={
+            "help": "hosts that bypass --https-proxy: names, .domains, IPs, CIDRs, * "
+            "(env NO_PROXY / no_proxy)"
+        },
+    )
     vm_identity_policy: Path | None = field(
         default=None,
         metadata={
@@ -138,6 +153,8 @@ def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     flag("fetch_concurrency", type=int, default=d.fetch_concurrency)
     flag("nmi_deadline", type=parse_duration, default=d.nmi_deadline)
     flag("request_timeout", type=parse_duration, default=d.request_timeout)
+    flag("https_proxy", default=env("HTTPS_PROXY") or env("https_proxy") or d.https_proxy)
+    flag("no_proxy", default=env("NO_PROXY") or env("no_proxy") or d.no_proxy)
     flag("vm_identity_policy", type=Path, default=env("KV_VM_IDENTITY_POLICY") or None)
 
 

@@ -64,6 +64,7 @@ class CredentialProvider:
         monotonic: Monotonic = time.monotonic,
         sleep: Sleep = time.sleep,
         vm_policy: VmIdentityPolicy | None = None,
+        azure_session: requests.Session | None = None,
     ) -> None:
         self._context = BuildContext(
             session=session,
@@ -74,6 +75,7 @@ class CredentialProvider:
             on_token_request=on_token_request,
             imds_deadline=imds_deadline,
             vm_policy=vm_policy,
+            azure_session=azure_session,
         )
         # Opt-in: drop credentials nobody asked for in this long. Off by default, because a
         # caller that keeps a credential (e.g. inside a cached Key Vault client) would otherwise

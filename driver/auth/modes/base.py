@@ -73,7 +73,7 @@ class IdentityInputs:
 class BuildContext:
     """What the credential provider hands a mode to build a credential."""
 
-    session: requests.Session
+    session: requests.Session  # node-local traffic (NMI, IMDS): never through a proxy
     settings: Settings
     clock: Clock
     monotonic: Monotonic
@@ -82,6 +82,12 @@ class BuildContext:
     imds_deadline: float
     # The operator's rule for the node's VM identities; None: every pod may use every one.
     vm_policy: VmIdentityPolicy | None = None
+    # Traffic to Entra ID (through the HTTPS proxy when one is configured); None: `session`.
+    azure_session: requests.Session | None = None
+
+    @property
+    def entra_session(self) -> requests.Session:
+        return self.azure_session or self.session
 
 
 Digest = Callable[[str], str]  # a peppered digest of a secret value, for identity keys
