@@ -58,8 +58,8 @@ def _split_port(entry: str) -> tuple[str, int | None]:
         port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
         return entry[1:close], port
     if entry.count(":") == 1:
-        name, _, port = entry.partition(":")
-        return name, int(port) if port.isdigit() else None
+        name, _, digits = entry.partition(":")
+        return name, int(digits) if digits.isdigit() else None
     return entry, None
 
 
@@ -85,7 +85,7 @@ class _ProxyingAdapter(HTTPAdapter):
         super().__init__(**kwargs)
         self._proxy = proxy
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
