@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from devstack.client import Devstack
 from devstack.harness.csi_requests import publish_request, status_of
+from driver.mounts import make_mounter
 from tests.fixtures.daemon import StartDaemon
 from tests.rotation.test_daemon_rotation import POLL, content, wait_for
 
@@ -93,3 +94,34 @@ def test_a_malformed_certificate_fails_only_its_own_volume(
     assert (tenant_target / tenant_cert).read_bytes() == good_before  # old files kept
     assert "rotation of volume tenant failed" in daemon.log()
     assert "rotation cycle failed" not in daemon.log()
+
+
+def test_a_malformed_certificate_does_not_stop_the_restore_of_other_volumes(
+    start_daemon: StartDaemon, devstack: Devstack, mount_mode: str
+) -> None:
+    # Rotation off: only the restart's restore rebuilds anything.
+    daemon = start_daemon("--rotation-poll-interval", "0")
+    tag = uuid.uuid4().hex[:8]
+    tenant_cert, other = f"restorecert-{tag}", f"restoreplain-{tag}"
+    devstack.set_secret("testkv", tenant_cert, pem_bundle(malformed_subject=False), PEM)
+    devstack.set_secret("testkv", other, "kept")
+    tenant_target, other_target = daemon.target("r-tenant"), daemon.target("r-other")
+    daemon.publish(
+        "r-tenant", tenant_target, daemon.pod_attributes(keyvaultobjectnames=tenant_cert)
+    )
+    daemon.publish("r-other", other_target, daemon.pod_attributes(keyvaultobjectnames=other))
+    daemon.kill()
+    # The node lost every tmpfs (say the plugin's mounts went with its container), and the
+    # tenant's certificate went bad meanwhile: the rebuild must fetch it again.
+    devstack.set_secret("testkv", tenant_cert, pem_bundle(malformed_subject=True), PEM)
+    for target in (tenant_target, other_target):
+        make_mounter(mount_mode, "1m").release(target)
+        target.mkdir(exist_ok=True)  # kubelet's directory for the pod is still there
+
+    restarted = start_daemon("--rotation-poll-interval", "0", root=daemon.root)
+    assert wait_for(lambda: content(other_target / other) == b"kept"), restarted.log()
+    assert wait_for(lambda: "restore done: 1 of 2 volumes rebuilt" in restarted.log()), (
+        restarted.log()
+    )
+    assert "r-tenant" in restarted.log() and "malformed" in restarted.log()
+    assert not any(tenant_target.iterdir())
