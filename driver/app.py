@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import requests
 
 from azcommon.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
-from azcommon.http import make_session, make_transport
+from azcommon.http import ProxyConfig, make_session, make_transport
 from driver.auth.provider import CredentialProvider
+from driver.auth.vm_policy import VmIdentityPolicy
 from driver.config import Settings
 from driver.engine import Engine
 from driver.files import AtomicWriter
@@ -37,6 +38,7 @@ class Core:
     rotator: Rotator
     credentials: CredentialProvider
     session: requests.Session
+    azure_session: requests.Session
     executors: tuple[ThreadPoolExecutor, ...]
 
     def close(self) -> None:
@@ -45,6 +47,7 @@ class Core:
             executor.shutdown(wait=False, cancel_futures=True)
         self.credentials.close()
         self.session.close()
+        self.azure_session.close()
 
 
 def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
@@ -54,19 +57,33 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         if settings.cloud_config
         else KNOWN_CLOUDS["azurepubliccloud"]
     )
-    session = make_session(cloud.ca_bundle, pool_size=max(64, settings.fetch_concurrency * 2))
+    pool_size = max(64, settings.fetch_concurrency * 2)
+    session = make_session(cloud.ca_bundle, pool_size=pool_size)  # NMI, IMDS: never proxied
+    proxy = ProxyConfig(settings.https_proxy, settings.no_proxy) if settings.https_proxy else None
+    azure_session = make_session(cloud.ca_bundle, pool_size=pool_size, proxy=proxy)
     executor = ThreadPoolExecutor(
         max_workers=max(1, settings.fetch_concurrency), thread_name_prefix="kv-fetch"
     )
     fetcher = KeyVaultFetcher(
-        make_transport(session, settings.request_timeout),
+        make_transport(azure_session, settings.request_timeout),
         executor,
         metrics,
         deadline=settings.request_timeout * 3,
         rate_limit=settings.keyvault_rate_limit,
         rate_window=settings.keyvault_rate_window,
     )
-    credentials = CredentialProvider(session, settings, on_token_request=metrics.token_request)
+    vm_policy = (
+        VmIdentityPolicy.load(settings.vm_identity_policy)
+        if settings.vm_identity_policy is not None
+        else None
+    )
+    credentials = CredentialProvider(
+        session,
+        settings,
+        on_token_request=metrics.token_request,
+        vm_policy=vm_policy,
+        azure_session=azure_session,
+    )
     ledger = Ledger(VolumeStore(settings.state_dir), AuthStore(settings.state_dir), metrics)
     resolver = Resolver(Clouds(cloud), credentials, fetcher)
     placement = Placement(
@@ -101,5 +118,6 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         rotator,
         credentials,
         session,
+        azure_session,
         (executor, rotation_pool),
     )

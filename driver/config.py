@@ -111,6 +111,28 @@ class Settings:
     keyvault_rate_window: float = field(
         default=10.0, metadata={"help": "the window of --keyvault-rate-limit (10s)"}
     )
+    https_proxy: str = field(
+        default="",
+        repr=False,  # may carry proxy credentials
+        metadata={
+            "help": "HTTP proxy for Key Vault and Entra ID, never for NMI or IMDS "
+            "(env HTTPS_PROXY / https_proxy)"
+        },
+    )
+    no_proxy: str = field(
+        default="",
+        metadata={
+            "help": "hosts that bypass --https-proxy: names, .domains, IPs, CIDRs, * "
+            "(env NO_PROXY / no_proxy)"
+        },
+    )
+    vm_identity_policy: Path | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file mapping namespaces to the VM managed identities (client ids, "
+            '"system", "*") their volumes may use; unset: every pod may use every VM identity'
+        },
+    )
 
 
 def _help(name: str) -> str:
@@ -145,6 +167,9 @@ def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     flag("request_timeout", type=parse_duration, default=d.request_timeout)
     flag("keyvault_rate_limit", type=int, default=d.keyvault_rate_limit)
     flag("keyvault_rate_window", type=parse_duration, default=d.keyvault_rate_window)
+    flag("https_proxy", default=env("HTTPS_PROXY") or env("https_proxy") or d.https_proxy)
+    flag("no_proxy", default=env("NO_PROXY") or env("no_proxy") or d.no_proxy)
+    flag("vm_identity_policy", type=Path, default=env("KV_VM_IDENTITY_POLICY") or None)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

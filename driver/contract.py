@@ -25,6 +25,9 @@ class PublishRequest:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     readonly: bool = True
     source: str = "csi"  # "csi" or "flexvolume"
+    # The pod's fsGroup as kubelet passed it to CSI (VOLUME_MOUNT_GROUP), "" when none; a
+    # FlexVolume's arrives in its options (kubernetes.io/mounterArgs.FsGroup).
+    fs_group: str = ""
 
 
 @dataclass(frozen=True)

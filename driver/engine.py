@@ -66,6 +66,7 @@ class Engine:
                 self._ledger.remember_auth(existing, prepared.auth)
                 return _result(existing, self._placement.listing(target), fetched=False)
             try:
+                self._placement.check_room(prepared.spec.file_paths())
                 resolved = self._resolver.fetch(prepared)
             except KvError as exc:
                 if existing is None or not self._keeps_files(existing, prepared, exc):
@@ -136,6 +137,11 @@ class Engine:
                 self.recover(record)
             except KvError as exc:
                 problems.append(f"volume {record.volume_id}: not recovered yet: {exc}")
+            except Exception as exc:  # one volume's surprise must not stop the others' restore
+                log.error("volume %s: restore failed", record.volume_id, exc_info=True)
+                problems.append(
+                    f"volume {record.volume_id}: not recovered yet: {type(exc).__name__}"
+                )
             finally:
                 self._metrics.restore_pending.dec()
 
@@ -160,7 +166,7 @@ class Engine:
             if why is not None:
                 raise InvalidArgument(f"target_path {target} {why}")
             resolved = self._resolver.refetch(record, self._ledger.auth_of(record))
-            created = self._placement.place(target, resolved.files)
+            created = self._placement.place(target, resolved.files, record.spec.fs_group)
             record.versions = resolved.versions
             record.last_check = self._clock()
             self._save_or_undo(record, target, created)
@@ -276,7 +282,7 @@ class Engine:
         or forgets, never a mount nobody knows about."""
         self._ledger.save(record)
         try:
-            self._placement.place(Path(record.target_path), resolved.files)
+            self._placement.place(Path(record.target_path), resolved.files, record.spec.fs_group)
         except BaseException:
             self._ledger.drop(record, self._resolver.release)
             raise
@@ -287,7 +293,7 @@ class Engine:
     ) -> None:
         """A republish that changed something: swap the files, then the record."""
         try:
-            self._placement.place(Path(record.target_path), resolved.files)
+            self._placement.place(Path(record.target_path), resolved.files, record.spec.fs_group)
             self._ledger.save(record)
         except BaseException:
             self._release_unused(prep)

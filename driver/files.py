@@ -59,6 +59,7 @@ class AtomicWriter:
                 return False
             payload = target / _payload_name()
             payload.mkdir(mode=0o755)
+            swapped = False
             try:
                 for f in files:
                     self._write_file(payload / f.path, f.mode, f.data)
@@ -68,10 +69,15 @@ class AtomicWriter:
                 tmp.unlink(missing_ok=True)
                 os.symlink(payload.name, tmp)
                 os.replace(tmp, target / DATA_LINK)
+                swapped = True
                 if self.durable:
                     _fsync_dir(target)
-            except OSError:
-                shutil.rmtree(payload, ignore_errors=True)
+            except BaseException:
+                # Whatever went wrong (an OSError, a bad name, an interrupt) before the swap, the
+                # half-written payload must not stay inside a live volume.
+                if not swapped:
+                    shutil.rmtree(payload, ignore_errors=True)
+                    (target / TMP_LINK).unlink(missing_ok=True)
                 raise
             self._relink_top_level(target, {p.split("/", 1)[0] for p in wanted})
             self.sweep(target, keep=payload.name)
@@ -79,6 +85,28 @@ class AtomicWriter:
             # The old payload (if any) is still what `..data` points at: nothing half-visible.
             raise Internal(f"writing files under {target}: {exc.strerror or exc}") from None
         return True
+
+    @staticmethod
+    def own(target: Path, group: int) -> None:
+        """Give `group` the volume: its root becomes set-group-ID, so every payload a later
+        write (a rotation) creates inherits the group without another call; what is already
+        there is given to the group now. Modes are kept: a file is group-readable when its mode
+        says so (0644, 0440), as kubelet's own secret volumes are."""
+        try:
+            os.chown(target, -1, group, follow_symlinks=False)
+            os.chmod(target, (os.stat(target).st_mode & 0o7777) | 0o2000)
+            for dirpath, dirs, files in os.walk(target):
+                for name in dirs + files:
+                    path = os.path.join(dirpath, name)
+                    os.chown(path, -1, group, follow_symlinks=False)
+                for name in dirs:
+                    path = os.path.join(dirpath, name)
+                    if not os.path.islink(path):
+                        os.chmod(path, (os.stat(path).st_mode & 0o7777) | 0o2000)
+        except OSError as exc:
+            raise Internal(
+                f"giving the files under {target} to group {group}: {exc.strerror or exc}"
+            ) from None
 
     @staticmethod
     def _write_file(path: Path, mode: int, data: bytes) -> None:

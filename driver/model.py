@@ -32,6 +32,15 @@ class ObjectEncoding(StrEnum):
     HEX = "hex"
 
 
+class FileContent(StrEnum):
+    """Which bytes the objects become (volume option `fileformat`)."""
+
+    PEM = "pem"  # ours: PEM keys, certificates and key + chain bundles (CSI's default)
+    # What the azure/kv FlexVolume driver wrote (FlexVolume's default): a secret exactly as
+    # stored, a certificate as DER, an RSA key as its base64url modulus.
+    UPSTREAM = "upstream"
+
+
 class IdentityMode(StrEnum):
     POD_IDENTITY = "pod-identity"
     SERVICE_PRINCIPAL = "service-principal"
@@ -95,6 +104,7 @@ class ObjectSpec:
     optional: bool = False  # missing (404) or disabled: skipped, not an error
     select: Selector | None = None  # set: this entry stands for every object the selector finds
     cert_parts: tuple[CertPart, ...] = ()  # set: a certificate-backed secret split into files
+    content: FileContent = FileContent.PEM  # the volume's `fileformat`, on each of its objects
 
     @property
     def path(self) -> str:
@@ -146,6 +156,23 @@ class VolumeSpec:
     cloud_name: str = ""  # "" means the daemon's configured cloud
     # AzureStackCloud (and other custom clouds): the node's environment file, read per volume.
     cloud_env_file: str = ""
+    fs_group: int | None = None  # the pod's fsGroup: the group that owns the files
+
+    def file_paths(self) -> list[str]:
+        """The files the volume holds for certain, known before anything is fetched: a lower
+        bound (optional objects and selections may write none, so they do not count)."""
+        paths: list[str] = []
+        for obj in self.objects:
+            if obj.optional or obj.select is not None:
+                continue
+            bases = (
+                [f"{obj.path}/{i}" for i in range(obj.version_history)]
+                if obj.version_history
+                else [obj.path]
+            )
+            suffixes = [f".{p.part.value}" for p in obj.cert_parts] or [""]
+            paths += [base + suffix for base in bases for suffix in suffixes]
+        return paths
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class Resolver:
         return self.fetch(self.prepare(request))
 
     def prepare(self, request: PublishRequest) -> Prepared:
-        parsed = parse_volume(request.attributes, request.secrets)
+        parsed = parse_volume(request.attributes, request.secrets, request.source, request.fs_group)
         for warning in parsed.warnings:
             log.warning("volume %s: %s", request.volume_id, warning)
         spec = parsed.spec

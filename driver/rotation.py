@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from azcommon.errors import KvError
+from azcommon.errors import Internal, KvError
 from driver.engine import Engine
 from driver.keyvault.objects import Fetched
 from driver.keyvault.types.selection import expand
@@ -152,8 +152,8 @@ class Rotator:
                 try:
                     self.engine.recover(record)
                     report.rotated.append(record.volume_id)
-                except KvError as exc:
-                    self._fail(report, record, "recover", exc)
+                except Exception as exc:  # stays in this volume: the cycle goes on
+                    self._fail(report, record, "recover", unexpected(exc))
                 continue
             try:
                 access, principal = self.resolver.access_recorded(
@@ -280,8 +280,8 @@ class Rotator:
             try:
                 if self.engine.apply_rotation(record, changed, now_present):
                     report.rotated.append(record.volume_id)
-            except KvError as exc:
-                self._fail(report, record, "swap", exc)
+            except Exception as exc:  # stays in this volume: the cycle goes on
+                self._fail(report, record, "swap", unexpected(exc))
 
     def _fail(self, report: CycleReport, record: VolumeRecord, stage: str, exc: KvError) -> None:
         if record.volume_id in report.failures:
@@ -314,3 +314,11 @@ def _list_key(volume: _Volume, entry: ObjectSpec) -> ListKey:
         entry.select.max_matches,
         volume.principal,
     )
+
+
+def unexpected(exc: Exception) -> KvError:
+    """A KvError as it is; anything else as INTERNAL, by type only (its text may hold content)."""
+    if isinstance(exc, KvError):
+        return exc
+    log.error("rotation: unexpected %s", type(exc).__name__, exc_info=exc)
+    return Internal(f"unexpected {type(exc).__name__}")

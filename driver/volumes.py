@@ -26,6 +26,7 @@ from driver.model import (
     AuthMaterial,
     CertPart,
     CertPartName,
+    FileContent,
     IdentityMode,
     IdentitySpec,
     ObjectEncoding,
@@ -62,6 +63,7 @@ def spec_from_dict(raw: dict[str, Any]) -> VolumeSpec:
         pod=PodInfo(**raw.get("pod", {})),
         cloud_name=str(raw.get("cloud_name", "")),
         cloud_env_file=str(raw.get("cloud_env_file", "")),
+        fs_group=raw.get("fs_group"),
     )
 
 
@@ -84,6 +86,7 @@ def _object_from_dict(raw: dict[str, Any]) -> ObjectSpec:
                 CertPart(CertPartName(p["part"]), p.get("mode", DEFAULT_FILE_MODE))
                 for p in raw.get("cert_parts", ())
             ),
+            "content": FileContent(raw.get("content", "pem")),
         }
     )
 

@@ -13,6 +13,12 @@
 #                 ("-IS" is one word on purpose: Linux passes a shebang's arguments as one.)
 #   KEEP_RUNNING  "true" (default) sleeps afterwards so the DaemonSet pod stays Running;
 #                 anything else exits after installing.
+#   HOST_ROOT     where the host's filesystem (at least its /usr) is mounted read-only, e.g.
+#                 /host. When set, the installer refuses to install (exit 1, a message naming the
+#                 node's missing interpreter) unless the host has the interpreter the shim will
+#                 run: $SHIM_PYTHON, or python3 in one of kubelet's usual PATH directories. Without
+#                 python3 on the host kubelet could not run the shim at all, and every mount would
+#                 fail later with nothing but "executable file not found". Unset: not checked.
 #
 # The copy is atomic: a temporary file in the same directory, chmod 0755, then rename over
 # $TARGET_DIR/azure~kv/kv, so kubelet never executes a half-written shim. Re-running is
@@ -24,6 +30,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 SHIM_SRC="${SHIM_SRC:-$here/azure~kv/kv}"
 SHIM_PYTHON="${SHIM_PYTHON:-}"
 KEEP_RUNNING="${KEEP_RUNNING:-true}"
+HOST_ROOT="${HOST_ROOT:-}"
 
 say() { printf 'kv-flexvolume-installer: %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
@@ -38,6 +45,53 @@ if [ -n "$SHIM_PYTHON" ]; then
     case "$SHIM_PYTHON" in
         *[[:space:]]*) die "SHIM_PYTHON must not contain spaces, got: $SHIM_PYTHON" ;;
     esac
+fi
+
+# Follows a host path's symlinks inside $HOST_ROOT (an absolute link target is a host path too);
+# prints the final host path, or nothing when the chain is broken or too long.
+host_resolve() {
+    path=$1
+    hops=0
+    while [ -L "$HOST_ROOT$path" ]; do
+        hops=$((hops + 1))
+        [ "$hops" -le 16 ] || return 0
+        link=$(readlink "$HOST_ROOT$path") || return 0
+        case "$link" in
+            /*) path=$link ;;
+            *) path="$(dirname -- "$path")/$link" ;;
+        esac
+    done
+    [ -e "$HOST_ROOT$path" ] && printf '%s\n' "$path"
+    return 0
+}
+
+host_python() {
+    # What the installed shebang will run: the pinned interpreter, else `env python3` on the PATH
+    # kubelet usually has.
+    if [ -n "$SHIM_PYTHON" ]; then
+        candidates=$SHIM_PYTHON
+    else
+        candidates="/usr/local/sbin/python3 /usr/local/bin/python3 /usr/sbin/python3 /usr/bin/python3 /sbin/python3 /bin/python3"
+    fi
+    for candidate in $candidates; do
+        found=$(host_resolve "$candidate")
+        if [ -n "$found" ] && [ -f "$HOST_ROOT$found" ] && [ -x "$HOST_ROOT$found" ]; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if [ -n "$HOST_ROOT" ]; then
+    [ -d "$HOST_ROOT" ] || die "HOST_ROOT=$HOST_ROOT is not a directory (mount the host's filesystem there)"
+    if interpreter=$(host_python); then
+        say "the node has $interpreter for the shim"
+    elif [ -n "$SHIM_PYTHON" ]; then
+        die "this node has no executable $SHIM_PYTHON (SHIM_PYTHON; looked under $HOST_ROOT): the azure/kv FlexVolume shim needs Python 3 on the node; install python3 there or fix SHIM_PYTHON. Not installed."
+    else
+        die "this node has no python3 (looked for python3 in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin and /bin under $HOST_ROOT): the azure/kv FlexVolume shim needs Python 3 on the node, where kubelet runs it; install python3 on the node, or set SHIM_PYTHON to its absolute path. Not installed."
+    fi
 fi
 
 driver_dir="$TARGET_DIR/azure~kv"

@@ -26,6 +26,7 @@ from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook, no_
 from azcommon.credentials.polling import Monotonic, Sleep
 from driver.auth.modes.base import BuildContext
 from driver.auth.modes.registry import module_for
+from driver.auth.vm_policy import VmIdentityPolicy
 from driver.config import Settings
 from driver.model import AuthMaterial, VolumeSpec
 
@@ -62,6 +63,8 @@ class CredentialProvider:
         idle_ttl: float | None = None,
         monotonic: Monotonic = time.monotonic,
         sleep: Sleep = time.sleep,
+        vm_policy: VmIdentityPolicy | None = None,
+        azure_session: requests.Session | None = None,
     ) -> None:
         self._context = BuildContext(
             session=session,
@@ -71,6 +74,8 @@ class CredentialProvider:
             sleep=sleep,
             on_token_request=on_token_request,
             imds_deadline=imds_deadline,
+            vm_policy=vm_policy,
+            azure_session=azure_session,
         )
         # Opt-in: drop credentials nobody asked for in this long. Off by default, because a
         # caller that keeps a credential (e.g. inside a cached Key Vault client) would otherwise
@@ -111,6 +116,8 @@ class CredentialProvider:
         """The shared credential for the volume's identity (created on first use)."""
         module = module_for(spec.identity.mode)
         module.validate(spec, auth)  # the parser ran it too; specs may also come from elsewhere
+        # Before the cache: a credential built for an allowed volume is not one for every volume.
+        module.authorize(spec, self._context)
         key = (self.identity_key(spec, auth), _cloud_fingerprint(cloud))
         now = self._monotonic()
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -13,8 +14,21 @@ from driver.contract import PublishRequest, VolumeService
 from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.redact import redacted
 from driver.csi.status import abort, require
+from driver.spec.keys import quote, secret_looking_attributes
 
 log = logging.getLogger(__name__)
+
+
+def refuse_secret_attributes(context: Mapping[str, str]) -> None:
+    """Credentials belong in `secrets`: attributes are readable by anyone who reads the pod."""
+    keys = secret_looking_attributes(context)
+    if keys:
+        named = ", ".join(quote(k, 64) for k in keys)
+        raise InvalidArgument(
+            f"volume attribute {named} looks like a secret, and volume attributes are not secret "
+            "(anyone who can read the pod sees them); put clientid and clientsecret in the "
+            "Kubernetes secret named by nodePublishSecretRef"
+        )
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):
@@ -37,6 +51,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 raise InvalidArgument(
                     "readonly must be true: mount Key Vault volumes with `readOnly: true`"
                 )
+            refuse_secret_attributes(request.volume_context)
             self._engine.publish(
                 PublishRequest(
                     volume_id=request.volume_id,
@@ -45,6 +60,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                     secrets=dict(request.secrets),
                     readonly=request.readonly,
                     source="csi",
+                    fs_group=request.volume_capability.mount.volume_mount_group,
                 )
             )
         except Exception as exc:
@@ -71,8 +87,15 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetCapabilities(
         self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetCapabilitiesResponse:
-        # No staging, stats or expansion: kubelet calls only publish/unpublish.
-        return csi_pb2.NodeGetCapabilitiesResponse(capabilities=[])
+        # No staging, stats or expansion: kubelet calls only publish/unpublish. The pod's
+        # fsGroup is ours to apply (kubelet cannot chown files on a read-only tmpfs it did not
+        # write, and rotation writes new ones), so kubelet hands it over in volume_mount_group.
+        rpc = csi_pb2.NodeServiceCapability.RPC
+        return csi_pb2.NodeGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.NodeServiceCapability(rpc=rpc(type=rpc.VOLUME_MOUNT_GROUP)),
+            ]
+        )
 
     # kubelet never calls these for a plugin without the matching capabilities.
 

@@ -4,7 +4,9 @@ Fields whose descriptor options carry the CSI ``csi_secret`` extension (e.g. ``s
 every request that takes credentials) are replaced by ``"<redacted>"``, found from the
 descriptors rather than from a list of names, so new secret fields are covered too. kubelet
 also passes service-account tokens inside ``volume_context`` under
-``csi.storage.k8s.io/serviceAccount.tokens``; that entry is redacted in any string map.
+``csi.storage.k8s.io/serviceAccount.tokens``; that entry, and any entry whose key looks like a
+secret (``clientsecret``, ``kubernetes.io/secret/...``, ``...password``; see
+`driver.spec.keys.looks_secret`), is redacted in any string map.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from driver.csi.proto import csi_pb2
+from driver.spec.keys import looks_secret
 
 REDACTED = "<redacted>"
 SERVICE_ACCOUNT_TOKENS_KEY = "csi.storage.k8s.io/serviceAccount.tokens"
@@ -63,7 +66,7 @@ def _map_value(field: FieldDescriptor, value: Mapping[Any, Any]) -> dict[str, An
     out: dict[str, Any] = {}
     for key in sorted(value):
         name = str(key)
-        if name.lower() == SERVICE_ACCOUNT_TOKENS_KEY.lower():
+        if name.lower() == SERVICE_ACCOUNT_TOKENS_KEY.lower() or looks_secret(name):
             out[name] = REDACTED
         else:
             out[name] = _single_value(value_field, value[key])

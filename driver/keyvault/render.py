@@ -41,8 +41,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from azcommon.errors import Internal
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from azcommon.errors import Internal, InvalidArgument, KvError
 from driver.keyvault.objects import Fetched, RenderedFile
+from driver.keyvault.types.base import where
 from driver.keyvault.types.certparts import split
 from driver.keyvault.types.registry import kind_of
 from driver.keyvault.types.secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, decode_base64
@@ -81,5 +84,18 @@ def render(obj: ObjectSpec, versions: Sequence[Fetched]) -> list[RenderedFile]:
 
 
 def render_one(obj: ObjectSpec, value: Fetched) -> bytes:
-    """The file content for one version of `obj`."""
-    return kind_of(obj.type).render(obj, value)
+    """The file content for one version of `obj`.
+
+    A tenant's object that a parser chokes on (a certificate with a malformed subject, say)
+    fails this object's volume with INVALID_ARGUMENT, never the caller: rotation and restore go
+    on with every other volume. The library's message is not shown (it may quote the content).
+    """
+    try:
+        return kind_of(obj.type).render(obj, value)
+    except KvError:
+        raise
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InvalidArgument(
+            f"{where(obj, value.version)}: the content is malformed and cannot be written "
+            f"({type(exc).__name__})"
+        ) from None

@@ -18,6 +18,7 @@ the value of a secret: credentials and tokens are only ever described, never sho
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -39,9 +40,14 @@ T = TypeVar("T")
 
 
 def parse_volume(
-    attributes: Mapping[str, str], secrets: Mapping[str, str] | None = None
+    attributes: Mapping[str, str],
+    secrets: Mapping[str, str] | None = None,
+    source: str = "csi",
+    fs_group: str = "",
 ) -> ParsedVolume:
-    """Parse and validate one volume request. Raises `InvalidArgument` listing every problem."""
+    """Parse and validate one volume request. Raises `InvalidArgument` listing every problem.
+    `source` is the front door ("csi" or "flexvolume"): it picks the default `fileformat`.
+    `fs_group` is CSI's volume_mount_group (FlexVolume's comes in its options)."""
     attrs = Keys.fold(attributes, "volume attribute")
     secret_keys = Keys.fold(secrets or {}, "secret")
     warnings = [
@@ -65,13 +71,17 @@ def parse_volume(
     env_file = attempt(lambda: common.cloud_env_file(attrs, cloud or ""))
     pod = attempt(lambda: common.pod_info(attrs))
     identity = attempt(lambda: parse_identity(attrs, secret_keys, pod, warnings))
-    objects = attempt(lambda: _objects(attrs, vault or ""))
+    objects = attempt(lambda: _objects(attrs, vault or "", warnings))
+    content = attempt(lambda: common.file_content(attrs, source))
+    group = attempt(lambda: common.fs_group(attrs, fs_group))
 
     if problems:
         raise InvalidArgument("; ".join(problems))
     assert vault is not None and tenant is not None and cloud is not None
     assert env_file is not None
     assert pod is not None and identity is not None and objects is not None
+    assert content is not None
+    objects = tuple(dataclasses.replace(obj, content=content) for obj in objects)
     identity_spec, auth = identity
     spec = VolumeSpec(
         vault_name=vault,
@@ -81,13 +91,14 @@ def parse_volume(
         pod=pod,
         cloud_name=cloud,
         cloud_env_file=env_file,
+        fs_group=group if group is not None and group >= 0 else None,
     )
     # The mode's own account of what it needs, the same check the credential provider makes.
     module_for(identity_spec.mode).validate(spec, auth)
     return ParsedVolume(spec=spec, auth=auth, warnings=tuple(warnings))
 
 
-def _objects(attrs: Keys, vault: str) -> tuple[ObjectSpec, ...]:
+def _objects(attrs: Keys, vault: str, warnings: list[str]) -> tuple[ObjectSpec, ...]:
     list_keys = [k for k in LIST_KEYS if attrs.given(k)]
     drafts: list[Draft]
     if attrs.given("objects"):
@@ -96,7 +107,7 @@ def _objects(attrs: Keys, vault: str) -> tuple[ObjectSpec, ...]:
                 f"{attrs.name('objects')} and {attrs.name(list_keys[0])} are both given; "
                 "list the objects one way only"
             )
-        drafts, alias_key = yaml_objects(attrs, vault), "objectAlias"
+        drafts, alias_key = yaml_objects(attrs, vault, warnings), "objectAlias"
     elif list_keys:
         drafts, alias_key = list_objects(attrs, vault), attrs.name("keyvaultobjectaliases")
     else:

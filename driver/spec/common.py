@@ -8,7 +8,7 @@ import re
 
 from azcommon.cloud import AZURE_STACK_CLOUD
 from azcommon.errors import InvalidArgument
-from driver.model import DEFAULT_NMI_PORT, PodInfo
+from driver.model import DEFAULT_NMI_PORT, FileContent, PodInfo
 from driver.spec.keys import CSI, FLEX, Keys, quote
 
 _VAULT_CHARS = re.compile(r"[A-Za-z0-9-]+")
@@ -94,6 +94,37 @@ def cloud_env_file(attrs: Keys, cloud: str) -> str:
             f"{key} {quote(path)} must be an absolute, normalised path on the node"
         )
     return path
+
+
+def file_content(attrs: Keys, source: str) -> FileContent:
+    """`fileformat`: FlexVolume volumes get the azure/kv driver's bytes unless they ask for ours,
+    so pod specs and init containers written for it keep working; CSI volumes get ours."""
+    text = attrs.get("fileformat").lower()
+    if not text:
+        return FileContent.UPSTREAM if source == "flexvolume" else FileContent.PEM
+    try:
+        return FileContent(text)
+    except ValueError:
+        raise InvalidArgument(
+            f'{attrs.name("fileformat")} must be "pem" or "upstream", got {attrs.shown("fileformat")}'
+        ) from None
+
+
+_GID = re.compile(r"[0-9]{1,10}")
+_FS_GROUP_KEYS = (FLEX + "mounterargs.fsgroup", FLEX + "fsgroup")
+
+
+def fs_group(attrs: Keys, csi_group: str) -> int:
+    """The pod's fsGroup (-1 when none): CSI's volume_mount_group or FlexVolume's mounter arg."""
+    given = [("volume_capability.mount.volume_mount_group", csi_group.strip())]
+    given += [(attrs.name(k), attrs.get(k)) for k in _FS_GROUP_KEYS]
+    for where, text in given:
+        if not text:
+            continue
+        if not _GID.fullmatch(text) or int(text) > 0xFFFFFFFE:
+            raise InvalidArgument(f"{where} {quote(text)} is not a group id (0 to 4294967294)")
+        return int(text)
+    return -1
 
 
 def nmi_port(attrs: Keys) -> int:

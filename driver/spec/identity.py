@@ -14,9 +14,16 @@ from typing import Any
 from azcommon.errors import InvalidArgument
 from driver.auth.modes.base import IdentityInputs
 from driver.auth.modes.registry import MODES
-from driver.model import AuthMaterial, IdentitySpec, PodInfo
+from driver.model import AuthMaterial, IdentityMode, IdentitySpec, PodInfo
 from driver.spec.common import nmi_port
 from driver.spec.keys import TOKENS, Keys, quote
+
+# Which of several chosen modes wins, for the modes the azure/kv driver knew.
+PRECEDENCE = (
+    IdentityMode.POD_IDENTITY,
+    IdentityMode.VM_MANAGED_IDENTITY,
+    IdentityMode.SERVICE_PRINCIPAL,
+)
 
 
 def identity(
@@ -36,19 +43,30 @@ def identity(
         nmi_port=nmi_port(attrs),
         warnings=warnings,
     )
-    labels = [label for _, label in chosen if label is not None]
-    if len(labels) > 1:
-        raise InvalidArgument(
-            f"more than one identity mode is chosen ({' and '.join(labels)}); choose exactly one"
-        )
-    if not labels:
+    picked = [(module, label) for module, label in chosen if label is not None]
+    if not picked:
         hints = [module.hint for module in MODES]
         raise InvalidArgument(
             f"no identity mode is chosen: set one of {', '.join(hints[:-1])}, or {hints[-1]}"
         )
-    mode = next(module for module, label in chosen if label is not None)
+    if len(picked) > 1 and any(module.mode not in PRECEDENCE for module, _ in picked):
+        # Workload identity never existed in the azure/kv driver: there is no old behaviour to
+        # keep, and guessing which identity a pod meant would be worse than asking.
+        labels = [label for _, label in picked]
+        raise InvalidArgument(
+            f"more than one identity mode is chosen ({' and '.join(labels)}); choose exactly one"
+        )
+    # The azure/kv driver resolved these silently (pod identity, then the VM's identity, then a
+    # service principal); pod specs written for it, e.g. with a leftover secretRef, keep working.
+    picked.sort(key=lambda pair: PRECEDENCE.index(pair[0].mode) if len(picked) > 1 else 0)
+    mode, winner = picked[0]
+    for _, label in picked[1:]:
+        warnings.append(
+            f"{label} ignored: {winner} takes precedence (pod identity, then VM managed "
+            "identity, then service principal, as in the azure/kv driver)"
+        )
     for other in MODES:
-        if other is not mode:
+        if all(other is not module for module, _ in picked):
             other.unused(inputs)
     return mode.parse(inputs)
 

@@ -40,6 +40,7 @@ OUR_KEYS = frozenset(
         "cloudname",
         "cloudenvfilename",
         "objects",
+        "fileformat",
         "useazuretokenproxy",
         # Accepted for compatibility and unused: the vault URL comes from its name and the cloud.
         "resourcegroup",
@@ -69,6 +70,30 @@ KUBELET_KEYS = frozenset(
         FLEX + "mountsdir",
     }
 )
+
+
+# Words that make a key look like it holds a secret (matched in the lower-cased key). Volume
+# attributes are no place for one: they sit in the pod spec for anyone who can read it.
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "privatekey")
+# Keys that contain such a word and hold nothing secret.
+_NOT_SECRET = frozenset({"secretproviderclass"})
+
+
+def looks_secret(key: str) -> bool:
+    """Whether an attribute key looks like it carries a secret (its value is never logged)."""
+    folded = key.lower()
+    if folded in _NOT_SECRET:
+        return False
+    return folded.startswith(FLEX_SECRET) or any(word in folded for word in _SECRET_WORDS)
+
+
+def secret_looking_attributes(attributes: Mapping[str, str]) -> list[str]:
+    """CSI volume attribute keys that look like secrets, except the tokens key kubelet sets.
+
+    CSI has `secrets` (nodePublishSecretRef) for credentials; a secret placed in the volume
+    attributes instead is refused, before anything reads or logs it.
+    """
+    return sorted(k for k in attributes if looks_secret(k) and k.lower() != TOKENS)
 
 
 def known(key: str) -> bool:
@@ -143,4 +168,5 @@ class Keys:
 def quote(value: str, limit: int = 40) -> str:
     """A non-secret value for a message: quoted, truncated, control characters escaped."""
     text = value if len(value) <= limit else value[:limit] + "..."
-    return json.dumps(text, ensure_ascii=False)
+    # Lone surrogates stay escaped: a message must encode as UTF-8 (gRPC, logs, JSON replies).
+    return json.dumps(text, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()

@@ -91,7 +91,7 @@ def _load_yaml(text: str, where: str) -> object:
         raise InvalidArgument(f"{where} is not valid YAML") from None
 
 
-def yaml_objects(attrs: Keys, vault: str) -> list[Draft]:
+def yaml_objects(attrs: Keys, vault: str, warnings: list[str] | None = None) -> list[Draft]:
     key = attrs.name("objects")
     root = _load_yaml(attrs.get("objects"), key)
     if not isinstance(root, dict):
@@ -115,22 +115,26 @@ def yaml_objects(attrs: Keys, vault: str) -> list[Draft]:
             item = _load_yaml(item, where)
         if not isinstance(item, dict):
             raise InvalidArgument(f"{where} must be a mapping (objectName, objectType, ...)")
-        drafts.append(_item(_fields(item, where), where, vault))
+        drafts.append(_item(_fields(item, where, warnings), where, vault))
     return drafts
 
 
-def _fields(item: dict[Any, Any], where: str) -> dict[str, str]:
-    """The item's fields under their canonical spelling, values stripped."""
+def _fields(item: dict[Any, Any], where: str, warnings: list[str] | None = None) -> dict[str, str]:
+    """The item's fields under their canonical spelling, values stripped. Unknown fields are
+    ignored with a warning, as the secrets-store provider ignores them (its SecretProviderClass
+    files often carry fields of newer or other providers)."""
     fields: dict[str, str] = {}
     for raw_field, raw_value in item.items():
         if not isinstance(raw_field, str):
             raise InvalidArgument(f"{where}: field names must be strings")
         canonical = _ITEM_FIELDS.get(raw_field.lower()) if raw_field.isascii() else None
         if canonical is None:
-            known = ", ".join(_ITEM_FIELDS.values())
-            raise InvalidArgument(
-                f"{where}: unknown field {quote(raw_field)} (known fields: {known})"
-            )
+            if warnings is not None:
+                known = ", ".join(_ITEM_FIELDS.values())
+                warnings.append(
+                    f"{where}: unknown field {quote(raw_field)} ignored (known fields: {known})"
+                )
+            continue
         if canonical in fields:
             raise InvalidArgument(f"{where}: field {canonical} is given twice")
         if not isinstance(raw_value, str):

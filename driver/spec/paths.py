@@ -20,6 +20,9 @@ def normalise_path(raw: str, where: str) -> str:
         problem = "is empty"
     elif any(ord(c) < 32 or ord(c) == 127 for c in text):
         problem = "contains a control character"
+    elif any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        # YAML "\ud800" escapes decode to lone surrogates, which no file name can hold.
+        problem = "contains a lone UTF-16 surrogate (not valid Unicode)"
     elif text.startswith("/"):
         problem = "must be a relative path, not absolute"
     elif ".." in text.split("/"):

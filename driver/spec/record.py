@@ -12,6 +12,7 @@ from driver.auth.modes.base import check_client_id
 from driver.keyvault.types.selection import GLOB
 from driver.model import (
     CertPart,
+    FileContent,
     IdentityMode,
     IdentitySpec,
     ObjectEncoding,
@@ -129,6 +130,7 @@ def _types(spec: VolumeSpec) -> None:
             (obj.type, ObjectType, "objects[].type"),
             (obj.format, ObjectFormat, "objects[].format"),
             (obj.encoding, ObjectEncoding, "objects[].encoding"),
+            (obj.content, FileContent, "objects[].content"),
             (obj.mode, int, "objects[].mode"),
             (obj.version_history, int, "objects[].version_history"),
             (obj.optional, bool, "objects[].optional"),
@@ -151,6 +153,10 @@ def _types(spec: VolumeSpec) -> None:
                 if isinstance(p, CertPart)
             ]
         expected += [(getattr(obj, f), str, f"objects[].{f}") for f in ("name", "version", "alias")]
+    if spec.fs_group is not None:
+        expected.append((spec.fs_group, int, "fs_group"))
+        if isinstance(spec.fs_group, int) and not 0 <= spec.fs_group <= 0xFFFFFFFE:
+            raise InvalidArgument("the record's fs_group is not a group id")
     for value, kind, name in expected:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InvalidArgument(f"the record's {name} has the wrong type")

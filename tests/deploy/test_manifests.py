@@ -326,8 +326,11 @@ def installer_dir(docs: list[Doc]) -> str:
     assert install["image"] == IMAGE
     assert install["command"][-1] == "/opt/kv-driver/flexvolume/install.sh"
     env = {e["name"]: e["value"] for e in install["env"]}
-    (mount,) = install["volumeMounts"]
-    assert env["TARGET_DIR"] == mount["mountPath"]
+    (mount,) = [m for m in install["volumeMounts"] if m["mountPath"] == env["TARGET_DIR"]]
+    # The host's /usr, read-only, only to check that the node has python3 for the shim.
+    assert [m for m in install["volumeMounts"] if m is not mount] == [
+        {"name": "host-usr", "mountPath": "/host/usr", "readOnly": True}
+    ]
     assert env["KEEP_RUNNING"] == "true"  # a DaemonSet pod must stay Running
     return str(host_paths(spec)[mount["name"]]["path"])
 

@@ -445,8 +445,6 @@ REJECTED = [
      ["objectVersionHistory", "between 1 and 100"]),
     ("history negative", yaml_volume(item(objectName="s", objectType="secret", objectVersionHistory="-1")), None,
      ["objectVersionHistory", "not an integer"]),
-    ("unknown item field", yaml_volume(item(objectName="s", objectType="secret", objectColour="red")), None,
-     ["objects item 1", "unknown field", '"objectColour"']),
     ("item field twice", yaml_volume("array:\n  - {objectName: s, objectname: t, objectType: secret}\n"), None,
      ["objects item 1", "objectName is given twice"]),
     ("item field not a string", yaml_volume("array:\n  - {objectName: [s], objectType: secret}\n"), None,
@@ -482,10 +480,6 @@ REJECTED = [
     ("nmiport word", {**SEED, "nmiport": "http"}, None, ["nmiport", "integer"]),
     ("nmiport unicode digits", {**SEED, "nmiport": "\u0662\u0665\u0667\u0669"}, None, ["nmiport", "integer"]),
     # Identity.
-    ("pod and vm", {**SEED, "usevmmanagedidentity": "true"}, None,
-     ["more than one identity mode", "usepodidentity", "usevmmanagedidentity"]),
-    ("pod and sp", {**SP_FLEX, "usepodidentity": "true"}, None,
-     ["more than one identity mode", "usepodidentity", "service principal"]),
     ("workload and vm", {**WORKLOAD, "useVMManagedIdentity": "true"}, None,
      ["more than one identity mode", "clientID", "useVMManagedIdentity"]),
     ("workload and sp", WORKLOAD, {"clientid": CLIENT_ID, "clientsecret": CLIENT_SECRET},
@@ -585,7 +579,7 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(InvalidArgument) as info:
         parse_volume(attrs)
     message = str(info.value)
-    for fragment in ("keyvaultname", "tenantid is required", "more than one identity mode",
+    for fragment in ("keyvaultname", "tenantid is required",
                      "keyvaultobjecttypes has 1 entries"):  # fmt: skip
         assert fragment in message
 

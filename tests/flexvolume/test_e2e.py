@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from devstack.harness import world
 from devstack.harness.attributes import flex_options, go_json
@@ -66,8 +65,10 @@ def test_seed_pod_identity_pod_mounts_all_three_objects(
     result = shim(daemon, "mount", str(target), go_json(seed_options(daemon, target)))
     assert result.status == "Success", result.message
     assert (target / "secret1").read_bytes() == b"testkv-secret1-value"
-    serialization.load_pem_public_key((target / "key1").read_bytes())
-    x509.load_pem_x509_certificate((target / "cert1").read_bytes())
+    # What the azure/kv driver wrote: the RSA modulus in base64url, the certificate as DER.
+    modulus = base64.urlsafe_b64decode((target / "key1").read_bytes() + b"==")
+    assert int.from_bytes(modulus, "big").bit_length() == 2048
+    x509.load_der_x509_certificate((target / "cert1").read_bytes())
     if mount_mode == "tmpfs":
         assert mount_points()[str(target)] == "tmpfs"
     assert shim(daemon, "unmount", str(target)).status == "Success"
@@ -139,7 +140,8 @@ def test_option_values_with_spaces_split_across_argv_words(daemon: DaemonProcess
         ({"tenantid": None}, "tenant"),
         ({"nmiport": "99999"}, "nmiport"),
         ({"keyvaultobjectaliases": "a;../b;c"}, ".."),
-        ({"usevmmanagedidentity": "true"}, "identity"),
+        # Pod identity with clientID (workload identity, which azure/kv never had): no precedence.
+        ({"clientID": "00000000-0000-0000-0000-00000000000a"}, "identity"),
         ({"kubernetes.io/pod.name": None}, "pod"),
     ],
 )

@@ -113,3 +113,48 @@ def test_keeps_running_after_installing_until_terminated(tmp_path: Path) -> None
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         proc.stderr.close()
+
+
+def fake_host(root: Path, python: str | None, link: str | None = None) -> Path:
+    """A host filesystem with (or without) a python3, as the installer sees it under HOST_ROOT."""
+    (root / "usr" / "bin").mkdir(parents=True)
+    if python is not None:
+        real = root / python.lstrip("/")
+        real.parent.mkdir(parents=True, exist_ok=True)
+        real.write_text("#!/bin/sh\n")
+        real.chmod(0o755)
+        if link is not None:
+            # An absolute link, as Debian's alternatives make: a host path, not the container's.
+            (root / link.lstrip("/")).symlink_to(python)
+    return root
+
+
+def test_a_node_without_python3_fails_the_install_early_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    host = fake_host(tmp_path / "host", None)
+    target = tmp_path / "exec"
+    result = install(target, HOST_ROOT=str(host))
+    assert result.returncode == 1
+    assert "this node has no python3" in result.stderr
+    assert "install python3" in result.stderr
+    # Nothing kubelet would try to execute (and fail on silently at the first mount).
+    assert not installed(target).exists()
+
+
+def test_a_node_with_python3_behind_an_absolute_symlink_installs(tmp_path: Path) -> None:
+    host = fake_host(tmp_path / "host", "/usr/lib/python3.11/bin/python3.11", "/usr/bin/python3")
+    target = tmp_path / "exec"
+    result = install(target, HOST_ROOT=str(host))
+    assert result.returncode == 0, result.stderr
+    assert "the node has /usr/bin/python3" in result.stdout
+    assert installed(target).read_bytes() == SHIM.read_bytes()
+
+
+def test_a_pinned_interpreter_missing_on_the_node_is_named(tmp_path: Path) -> None:
+    host = fake_host(tmp_path / "host", "/usr/bin/python3")
+    target = tmp_path / "exec"
+    result = install(target, HOST_ROOT=str(host), SHIM_PYTHON="/opt/python/bin/python3")
+    assert result.returncode == 1
+    assert "no executable /opt/python/bin/python3" in result.stderr
+    assert not installed(target).exists()

@@ -23,6 +23,7 @@ from azcommon.cloud import Cloud
 from azcommon.credentials.base import Clock, KvCredential, TokenRequestHook
 from azcommon.credentials.polling import Monotonic, Sleep
 from azcommon.errors import InvalidArgument
+from driver.auth.vm_policy import VmIdentityPolicy
 from driver.config import Settings
 from driver.model import AuthMaterial, IdentityMode, IdentitySpec, PodInfo, VolumeSpec
 
@@ -72,13 +73,21 @@ class IdentityInputs:
 class BuildContext:
     """What the credential provider hands a mode to build a credential."""
 
-    session: requests.Session
+    session: requests.Session  # node-local traffic (NMI, IMDS): never through a proxy
     settings: Settings
     clock: Clock
     monotonic: Monotonic
     sleep: Sleep
     on_token_request: TokenRequestHook
     imds_deadline: float
+    # The operator's rule for the node's VM identities; None: every pod may use every one.
+    vm_policy: VmIdentityPolicy | None = None
+    # Traffic to Entra ID (through the HTTPS proxy when one is configured); None: `session`.
+    azure_session: requests.Session | None = None
+
+    @property
+    def entra_session(self) -> requests.Session:
+        return self.azure_session or self.session
 
 
 Digest = Callable[[str], str]  # a peppered digest of a secret value, for identity keys
@@ -117,6 +126,10 @@ class IdentityModeModule(ABC):
     @abstractmethod
     def identity_key(self, spec: VolumeSpec, auth: AuthMaterial, digest: Digest) -> str:
         """A string naming exactly one identity (and, for secrets, one secret value)."""
+
+    def authorize(self, spec: VolumeSpec, ctx: BuildContext) -> None:
+        """Raise PERMISSION_DENIED when node policy forbids this volume its identity."""
+        return None  # most identities prove themselves to Entra ID or NMI
 
     @abstractmethod
     def build(

@@ -80,7 +80,7 @@ class ServicePrincipal(IdentityModeModule):
         self, spec: VolumeSpec, auth: AuthMaterial, cloud: Cloud, ctx: BuildContext
     ) -> KvCredential:
         return ServicePrincipalCredential(
-            session=ctx.session,
+            session=ctx.entra_session,
             cloud=cloud,
             tenant_id=spec.tenant_id,
             client_id=spec.identity.client_id,

@@ -50,6 +50,10 @@ class VmManagedIdentity(IdentityModeModule):
     def identity_key(self, spec: VolumeSpec, auth: AuthMaterial, digest: Digest) -> str:
         return f"{self.mode}|{spec.identity.client_id.strip().lower() or 'system'}"
 
+    def authorize(self, spec: VolumeSpec, ctx: BuildContext) -> None:
+        if ctx.vm_policy is not None:
+            ctx.vm_policy.check(spec.pod.namespace, spec.identity.client_id)
+
     def build(
         self, spec: VolumeSpec, auth: AuthMaterial, cloud: Cloud, ctx: BuildContext
     ) -> KvCredential:

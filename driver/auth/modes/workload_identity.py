@@ -86,7 +86,7 @@ class WorkloadIdentity(IdentityModeModule):
         self, spec: VolumeSpec, auth: AuthMaterial, cloud: Cloud, ctx: BuildContext
     ) -> KvCredential:
         return WorkloadIdentityCredential(
-            session=ctx.session,
+            session=ctx.entra_session,
             cloud=cloud,
             tenant_id=spec.tenant_id,
             client_id=spec.identity.client_id,

@@ -19,7 +19,7 @@ from driver.keyvault.types.base import (
     mismatch,
     where,
 )
-from driver.model import ObjectSpec, ObjectType
+from driver.model import FileContent, ObjectSpec, ObjectType
 
 
 class _Certificates:
@@ -75,6 +75,8 @@ class Cert(ObjectKind):
             cert = x509.load_der_x509_certificate(value.cer)
         except ValueError:
             raise InvalidArgument(f"{at}: the certificate (cer) is not valid DER X.509") from None
+        if obj.content is FileContent.UPSTREAM:
+            return value.cer  # the azure/kv driver wrote the DER leaf
         return cert.public_bytes(serialization.Encoding.PEM)
 
 

@@ -3,6 +3,8 @@ P-521). Other key types and curves fail with FAILED_PRECONDITION."""
 
 from __future__ import annotations
 
+import base64
+
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
 from azure.keyvault.keys import KeyClient
@@ -20,7 +22,7 @@ from driver.keyvault.types.base import (
     mismatch,
     where,
 )
-from driver.model import ObjectSpec, ObjectType
+from driver.model import FileContent, ObjectSpec, ObjectType
 
 _RSA_TYPES = frozenset({"RSA", "RSA-HSM"})
 _EC_TYPES = frozenset({"EC", "EC-HSM"})
@@ -87,7 +89,12 @@ class Key(ObjectKind):
     def render(self, obj: ObjectSpec, value: Fetched) -> bytes:
         if not isinstance(value, KeyValue):
             raise mismatch(obj, value)
-        return _public_key(where(obj, value.version), value).public_bytes(
+        public = _public_key(where(obj, value.version), value)
+        if obj.content is FileContent.UPSTREAM and isinstance(public, rsa.RSAPublicKey):
+            # The azure/kv driver wrote the JSON Web Key's `n` as Key Vault sends it: the
+            # modulus in unpadded base64url. (EC keys crashed it: they get PEM, below.)
+            return base64.urlsafe_b64encode(value.n).rstrip(b"=")
+        return public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 

@@ -24,7 +24,7 @@ from driver.keyvault.types.base import (
     mismatch,
     where,
 )
-from driver.model import ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType
+from driver.model import FileContent, ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType
 
 PEM_CONTENT_TYPE = "application/x-pem-file"
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
@@ -78,6 +78,10 @@ class Secret(ObjectKind):
         content_type = _content_type(value)
         if content_type not in (PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE):
             return _decode(obj, value)
+        if obj.content is FileContent.UPSTREAM and obj.format is ObjectFormat.DEFAULT:
+            # As the azure/kv driver wrote it: exactly as stored (a PKCS#12-backed certificate's
+            # secret is its base64 PFX, which documented init containers decode themselves).
+            return value.value.encode("utf-8")
         try:
             if content_type == PKCS12_CONTENT_TYPE:
                 pfx = decode_base64(value.value)
