@@ -53,7 +53,7 @@ def warm_publishes(ctx: Context, names: list[str], concurrency: int, runs: int) 
     root = ctx.scratch(f"warm{concurrency}-{len(names)}")
     core = build_core(ctx.settings(root / "state", fetch_concurrency=concurrency))
     try:
-        core.engine.restore()
+        core.upkeep.restore()
         uid = pod_uid()
         _publish_once(ctx, core, names, uid, root)  # primer: token, clients, connections
         return [_publish_once(ctx, core, names, uid, root) for _ in range(runs)]
@@ -69,7 +69,7 @@ def cold_publishes(ctx: Context, names: list[str], concurrency: int, runs: int) 
         root = ctx.scratch(f"cold{concurrency}-{len(names)}")
         core = build_core(ctx.settings(root / "state", fetch_concurrency=concurrency))
         try:
-            core.engine.restore()
+            core.upkeep.restore()
             samples.append(_publish_once(ctx, core, names, pod_uid(), root))
         finally:
             core.close()

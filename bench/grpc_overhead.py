@@ -35,7 +35,7 @@ def run(ctx: Context) -> list[Row]:
     direct: list[float] = []
     via_grpc: list[float] = []
     try:
-        core.engine.restore()
+        core.upkeep.restore()
         with ctx.daemon("grpcd") as daemon:
             for i in range(runs + 1):  # the first round is the primer
                 volume_id = f"bench-{uuid.uuid4().hex[:12]}"

@@ -90,7 +90,7 @@ def engine_level(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     scale = f"{volumes} volumes x {OBJECTS} shared objects, one identity"
     try:
-        core.engine.restore()
+        core.upkeep.restore()
         published = publish_volumes(ctx, core, names, volumes)
         naive, naive_ms, _ = counted(ctx, lambda: naive_check(core))
         requests, cycle_ms, report = counted(ctx, core.rotator.cycle)

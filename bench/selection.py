@@ -99,7 +99,7 @@ def run(ctx: Context) -> list[Row]:
     # A listing is paged: Key Vault (and the devstack) return at most 25 items a page.
     pages = sum(-(-len(range(i, secrets, len(VAULTS))) // PAGE) for i in range(len(VAULTS)))
     try:
-        core.engine.restore()
+        core.upkeep.restore()
         extra: dict[str, str | None] = {
             "keyvaultobjectnames": None,
             "keyvaultobjecttypes": None,

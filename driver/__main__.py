@@ -60,7 +60,7 @@ def _mount_once(argv: Sequence[str]) -> int:
             attributes[key] = value
     core = build_core(settings)
     try:
-        core.engine.restore()
+        core.upkeep.restore()
         result = core.engine.publish(
             PublishRequest(
                 volume_id=args.volume_id or f"mount-once-{args.target.name}",

@@ -22,6 +22,7 @@ from driver.mounts import make_mounter
 from driver.placement import Placement
 from driver.resolve import Resolver
 from driver.rotation import Rotator
+from driver.upkeep import Upkeep
 from driver.volumes import AuthStore, VolumeStore
 
 
@@ -35,6 +36,7 @@ class Core:
     resolver: Resolver
     placement: Placement
     engine: Engine
+    upkeep: Upkeep
     rotator: Rotator
     credentials: CredentialProvider
     session: requests.Session
@@ -98,12 +100,13 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         poll_interval=settings.rotation_poll_interval,
         clock=time.time,
     )
+    upkeep = Upkeep(resolver=resolver, placement=placement, ledger=ledger, metrics=metrics)
     # Rotation checks run on their own pool so a long cycle never starves publishes.
     rotation_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-rotate")
     rotator = Rotator(
         ledger=ledger,
         resolver=resolver,
-        engine=engine,
+        upkeep=upkeep,
         metrics=metrics,
         executor=rotation_pool,
         interval=settings.rotation_poll_interval,
@@ -115,6 +118,7 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         resolver,
         placement,
         engine,
+        upkeep,
         rotator,
         credentials,
         session,

@@ -98,7 +98,7 @@ class Daemon:
         self._reg_socket: Path | None = None
         self._bridge: FlexBridge | None = None
         self._http: ThreadingHTTPServer | None = None
-        self._watcher = StateWatcher(core.ledger, core.engine)
+        self._watcher = StateWatcher(core.ledger, core.upkeep)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class Daemon:
         # Records load first (disk only, fast) so publishes see them; lost volumes are rebuilt
         # in the background once the sockets and /healthz answer, so a slow vault or NMI never
         # keeps kubelet or the liveness probe waiting.
-        problems, lost = self.core.engine.reload()
+        problems, lost = self.core.upkeep.reload()
         for problem in problems:
             log.warning("state: %s", problem)
         log.info(
@@ -134,7 +134,7 @@ class Daemon:
 
     def _rebuild(self, lost: list[VolumeRecord]) -> None:
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="kv-restore") as workers:
-            problems = self.core.engine.recover_all(lost, workers)
+            problems = self.core.upkeep.recover_all(lost, workers)
         for problem in problems:
             log.warning("state: %s", problem)
         log.info("restore done: %d of %d volumes rebuilt", len(lost) - len(problems), len(lost))

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from azcommon.errors import Internal, KvError
-from driver.engine import Engine
 from driver.keyvault.objects import Fetched
 from driver.keyvault.types.selection import expand
 from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.model import ObjectSpec
 from driver.resolve import Access, Resolver
+from driver.upkeep import Upkeep
 from driver.volumes import VolumeRecord
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Rotator:
         *,
         ledger: Ledger,
         resolver: Resolver,
-        engine: Engine,
+        upkeep: Upkeep,
         metrics: Metrics,
         executor: Executor,
         interval: float,
@@ -85,7 +85,7 @@ class Rotator:
     ) -> None:
         self.ledger = ledger
         self.resolver = resolver
-        self.engine = engine
+        self.upkeep = upkeep
         self.metrics = metrics
         self.executor = executor
         self.interval = interval
@@ -144,13 +144,13 @@ class Rotator:
         for record in self.ledger.all():
             if not Path(record.target_path).exists():
                 # The pod (and kubelet's directory for it) is gone: forget the volume.
-                self.engine.forget(record)
+                self.upkeep.forget(record)
                 report.removed.append(record.volume_id)
                 continue
-            if not self.engine.intact(record):
+            if not self.upkeep.intact(record):
                 # The pod is there but its files are not (tmpfs lost): rebuild from Key Vault.
                 try:
-                    self.engine.recover(record)
+                    self.upkeep.recover(record)
                     report.rotated.append(record.volume_id)
                 except Exception as exc:  # stays in this volume: the cycle goes on
                     self._fail(report, record, "recover", unexpected(exc))
@@ -278,7 +278,7 @@ class Rotator:
             if not changed and not gone:
                 continue
             try:
-                if self.engine.apply_rotation(record, changed, now_present):
+                if self.upkeep.apply_rotation(record, changed, now_present):
                     report.rotated.append(record.volume_id)
             except Exception as exc:  # stays in this volume: the cycle goes on
                 self._fail(report, record, "swap", unexpected(exc))

@@ -15,16 +15,16 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from azcommon.errors import Aborted
-from driver.engine import Engine
 from driver.ledger import Ledger
+from driver.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, ledger: Ledger, engine: Engine) -> None:
+    def __init__(self, ledger: Ledger, upkeep: Upkeep) -> None:
         self.ledger = ledger
-        self.engine = engine
+        self.upkeep = upkeep
 
     def on_deleted(self, event: FileSystemEvent) -> None:
         path = Path(str(event.src_path))
@@ -36,7 +36,7 @@ class _Handler(FileSystemEventHandler):
             try:
                 with self.ledger.exclusive(record.volume_id, record.target_path):
                     if not path.exists() and self.ledger.is_current(record):
-                        self.engine.forget(record, "its state record was deleted")
+                        self.upkeep.forget(record, "its state record was deleted")
             except Aborted:
                 log.info("record of volume %s deleted during an operation: kept", record.volume_id)
 
@@ -44,15 +44,15 @@ class _Handler(FileSystemEventHandler):
 class StateWatcher:
     """Watches the records directory for deletions (an inotify watch: nothing is polled)."""
 
-    def __init__(self, ledger: Ledger, engine: Engine) -> None:
+    def __init__(self, ledger: Ledger, upkeep: Upkeep) -> None:
         self._ledger = ledger
-        self._engine = engine
+        self._upkeep = upkeep
         self._observer: Any = None
 
     def start(self) -> None:
         observer = Observer()
         observer.schedule(
-            _Handler(self._ledger, self._engine), str(self._ledger.records_dir), recursive=False
+            _Handler(self._ledger, self._upkeep), str(self._ledger.records_dir), recursive=False
         )
         observer.daemon = True
         observer.start()

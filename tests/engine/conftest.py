@@ -22,7 +22,7 @@ def make_core(devstack: Devstack, tmp_path: Path, mount_mode: str) -> Iterator[C
 
     def make(**overrides: Any) -> Core:
         core = build_core(core_settings(tmp_path / "state", devstack, mount_mode, **overrides))
-        core.engine.restore()
+        core.upkeep.restore()
         cores.append(core)
         return core
 

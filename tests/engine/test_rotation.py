@@ -176,7 +176,7 @@ def test_corrupt_record_is_skipped_not_fatal(make_core, pod_request, tmp_path: P
     bad = first.ledger.records_dir / "broken.json"
     bad.write_text("{not json")
     second = make_core()
-    problems = second.engine.restore()
+    problems = second.upkeep.restore()
     assert any("broken.json" in p for p in problems)
     assert second.ledger.at(req.target_path) is not None
 
@@ -202,13 +202,13 @@ def test_rotation_never_acts_on_a_record_replaced_or_removed_meanwhile(
     )
     core.engine.publish(grown)
     with pytest.raises(Aborted):
-        core.engine.apply_rotation(seen_by_cycle, {name: latest})
+        core.upkeep.apply_rotation(seen_by_cycle, {name: latest})
     assert (req.target_path / "secret1").read_bytes() == b"testkv-secret1-value"
     # ...or unpublishes it: the cycle must not mount it again.
     current = core.ledger.at(req.target_path)
     core.engine.unpublish(req.volume_id, req.target_path)
     with pytest.raises(Aborted):
-        core.engine.recover(current)
+        core.upkeep.recover(current)
     assert not req.target_path.exists()
 
 
