@@ -19,6 +19,7 @@ from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.mounts import make_mounter
 from driver.placement import Placement
+from driver.provider.mount import ProviderMounts
 from driver.resolve import Resolver
 from driver.rotation import Rotator
 from driver.volumes import AuthStore, VolumeStore
@@ -35,6 +36,7 @@ class Core:
     placement: Placement
     engine: Engine
     rotator: Rotator
+    provider: ProviderMounts
     credentials: CredentialProvider
     session: requests.Session
     executors: tuple[ThreadPoolExecutor, ...]
@@ -89,6 +91,14 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         executor=rotation_pool,
         interval=settings.rotation_poll_interval,
     )
+    # The secrets-store provider front door shares the resolver (credentials, clients, gates);
+    # identities only it used are released when idle and no published volume needs them.
+    provider = ProviderMounts(
+        resolver,
+        metrics,
+        fresh_for=settings.provider_fresh_for,
+        in_use=ledger.identity_in_use,
+    )
     return Core(
         settings,
         metrics,
@@ -97,6 +107,7 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         placement,
         engine,
         rotator,
+        provider,
         credentials,
         session,
         (executor, rotation_pool),
