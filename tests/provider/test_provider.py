@@ -58,6 +58,8 @@ EVERY_KIND = (
     {"objectName": "ec-key", "objectType": "key", "objectAlias": "keys/ec.pem"},
     {"objectName": "cert1", "objectType": "cert"},
     {"objectName": "ec-cert", "objectType": "cert", "objectAlias": "certs/ec.pem"},
+    # A PEM-backed certificate's secret: key and chain, PEM.
+    {"objectName": "cert1", "objectType": "secret", "objectAlias": "tls/cert1.pem"},
     # A PKCS#12-backed certificate's secret: the PFX's key, then its chain leaf to root.
     {"objectName": "pfx-cert", "objectType": "secret", "objectAlias": "tls/pfx.pem"},
     # The same as a binary PFX.
@@ -116,6 +118,7 @@ def test_mount_answers_the_bytes_of_a_csi_volume_for_the_same_objects(
         "key1",
         "keys/ec.pem",
         "secret1",
+        "tls/cert1.pem",
         "tls/leaf.pem",
         "tls/pfx.pem",
         "tls/pfx.pfx",
@@ -131,6 +134,7 @@ def test_mount_answers_the_bytes_of_a_csi_volume_for_the_same_objects(
         "key/ec-key",
         "cert/cert1",
         "cert/ec-cert",
+        "secret/cert1",
         "secret/pfx-cert",
         "cert/pfx-cert",
         "secret/app-secret-1/0",
