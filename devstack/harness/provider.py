@@ -108,12 +108,15 @@ class ProviderClient:
         self.stub = service_pb2_grpc.CSIDriverProviderStub(self._channel)
 
     def version(self, timeout: float = 10.0) -> service_pb2.VersionResponse:
-        return self.stub.Version(service_pb2.VersionRequest(version="v1alpha1"), timeout=timeout)
+        request = service_pb2.VersionRequest(version="v1alpha1")
+        answer: service_pb2.VersionResponse = self.stub.Version(request, timeout=timeout)
+        return answer
 
     def mount(
         self, request: service_pb2.MountRequest, timeout: float = 60.0
     ) -> service_pb2.MountResponse:
-        return self.stub.Mount(request, timeout=timeout)
+        answer: service_pb2.MountResponse = self.stub.Mount(request, timeout=timeout)
+        return answer
 
     def close(self) -> None:
         self._channel.close()

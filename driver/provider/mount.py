@@ -249,9 +249,7 @@ class ProviderMounts:
 
     def _expire(self, now: float) -> None:
         stale = [
-            k
-            for k, a in self._answers.items()
-            if a.done_at and now - a.done_at >= self._fresh_for
+            k for k, a in self._answers.items() if a.done_at and now - a.done_at >= self._fresh_for
         ]
         for k in stale:
             del self._answers[k]

@@ -61,9 +61,7 @@ class ProviderService(service_pb2_grpc.CSIDriverProviderServicer):
         )
         try:
             answer = self._mounts.mount(
-                decode(
-                    request.attributes, request.secrets, request.target_path, request.permission
-                )
+                decode(request.attributes, request.secrets, request.target_path, request.permission)
             )
         except Exception as exc:
             _abort(context, exc, f"Mount {request.target_path or '(no target_path)'}")
