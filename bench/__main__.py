@@ -24,7 +24,7 @@ from types import ModuleType
 
 from bench.common import Context, Row, default_mount_mode, fmt, release_mounts
 
-BENCHMARKS = ("engine_publish", "grpc_overhead", "flexvolume", "rotation")
+BENCHMARKS = ("engine_publish", "grpc_overhead", "flexvolume", "rotation", "provider")
 HERE = Path(__file__).resolve().parent
 
 
