@@ -192,12 +192,17 @@ class Daemon:
     # -- metrics and health ---------------------------------------------------------------------
 
     def probe(self) -> bool:
-        """True when our own gRPC endpoint answers Probe with ready."""
+        """True when our own gRPC endpoint answers Probe with ready (and, when the provider
+        socket is served, that socket answers Version)."""
         try:
             with grpc.insecure_channel(f"unix://{self.socket}") as channel:
                 stub = csi_pb2_grpc.IdentityStub(channel)
                 reply = stub.Probe(csi_pb2.ProbeRequest(), timeout=2)
-                return bool(reply.ready.value)
+                if not reply.ready.value:
+                    return False
+            if self.settings.provider_socket is not None:
+                return provider_server.answers(self.settings.provider_socket)
+            return True
         except grpc.RpcError:
             return False
 

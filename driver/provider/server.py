@@ -20,6 +20,7 @@ client secrets.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import NoReturn
 
 import grpc
@@ -85,6 +86,17 @@ def _abort(context: grpc.ServicerContext, error: BaseException, what: str) -> No
     log_unexpected(log, what, error)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
     raise AssertionError("unreachable")  # context.abort always raises
+
+
+def answers(socket: Path, timeout: float = 2.0) -> bool:
+    """True when the provider socket answers Version (the daemon's health check)."""
+    try:
+        with grpc.insecure_channel(f"unix://{socket}") as channel:
+            stub = service_pb2_grpc.CSIDriverProviderStub(channel)
+            reply = stub.Version(service_pb2.VersionRequest(version=API_VERSION), timeout=timeout)
+            return bool(reply.version == API_VERSION)
+    except grpc.RpcError:
+        return False
 
 
 def add_to_server(server: grpc.Server, mounts: ProviderMounts, runtime_version: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 
 from devstack.client import Devstack
 from devstack.harness import world
@@ -321,6 +322,17 @@ def test_mounts_of_the_same_objects_as_the_same_identity_share_one_fetch(
         mount_request(spc_attributes(other, pod=world.NO_ACCESS_POD, uid="uid-no-access")),
     )
     assert got == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_health_says_when_the_provider_socket_is_gone(provider: ProviderDaemon) -> None:
+    """The DaemonSet's liveness probe restarts a provider whose socket was removed (the
+    secrets-store driver could no longer reach it)."""
+    daemon, client = provider
+    url = f"http://127.0.0.1:{daemon.metrics_port}/healthz"
+    assert requests.get(url, timeout=10).status_code == 200
+    client.socket.unlink()
+    answer = requests.get(url, timeout=10)
+    assert (answer.status_code, answer.text) == (503, "not ready\n")
 
 
 def test_the_provider_socket_goes_away_with_the_daemon(
