@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "v1alpha1"
 RUNTIME_NAME = "kv-driver"
+# What the secrets-store driver accepts by default (--max-call-recv-msg-size), and the most a
+# Kubernetes Secret holds (its secretObjects sync).
+DRIVER_RECEIVE_LIMIT = 4 * 1024 * 1024
+SECRET_LIMIT = 1024 * 1024
 
 
 class ProviderService(service_pb2_grpc.CSIDriverProviderServicer):
@@ -66,7 +70,7 @@ class ProviderService(service_pb2_grpc.CSIDriverProviderServicer):
             )
         except Exception as exc:
             _abort(context, exc, f"Mount {request.target_path or '(no target_path)'}")
-        return service_pb2.MountResponse(
+        response = service_pb2.MountResponse(
             object_version=[
                 service_pb2.ObjectVersion(id=v.id, version=v.version)
                 for v in answer.object_versions
@@ -74,6 +78,28 @@ class ProviderService(service_pb2_grpc.CSIDriverProviderServicer):
             files=[
                 service_pb2.File(path=f.path, mode=f.mode, contents=f.data) for f in answer.files
             ],
+        )
+        _warn_if_large(response.ByteSize(), request.target_path)
+        return response
+
+
+def _warn_if_large(size: int, target: str) -> None:
+    """Sent anyway (the driver's limit may have been raised), but say what will go wrong."""
+    if size > DRIVER_RECEIVE_LIMIT:
+        log.warning(
+            "Mount %s: the answer is %d bytes; the secrets-store driver refuses more than %d"
+            " unless its --max-call-recv-msg-size is raised",
+            target,
+            size,
+            DRIVER_RECEIVE_LIMIT,
+        )
+    elif size > SECRET_LIMIT:
+        log.warning(
+            "Mount %s: the answer is %d bytes; syncing it to a Kubernetes Secret (secretObjects)"
+            " fails above %d",
+            target,
+            size,
+            SECRET_LIMIT,
         )
 
 

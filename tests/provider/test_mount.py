@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from azcommon.errors import InvalidArgument
@@ -74,3 +76,16 @@ def test_object_ids_are_provider_azures() -> None:
         ObjectVersion("cert/h/0", "n0"),
         ObjectVersion("cert/h/1", "n1"),
     )
+
+
+def test_an_answer_too_large_for_the_driver_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from driver.provider import server
+
+    with caplog.at_level(logging.WARNING, logger=server.__name__):
+        server._warn_if_large(1000, "/t")
+        server._warn_if_large(server.SECRET_LIMIT + 1, "/t")
+        server._warn_if_large(server.DRIVER_RECEIVE_LIMIT + 1, "/t")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "Kubernetes Secret" in messages[0]
+    assert "--max-call-recv-msg-size" in messages[1]
