@@ -91,6 +91,7 @@ def run(ctx: Context) -> list[Row]:
             "provd", "--provider-socket", str(socket), "--provider-fresh-for", fresh_for
         )
         with daemon, ProviderClient(socket) as client:
+            client.wait_ready()
             counts[fresh_for] = _rollout(ctx, client, params, pods)
             if fresh_for != "0":
                 continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -99,13 +100,34 @@ def volume_files(root: Path) -> Files:
     return dict(sorted(out.items()))
 
 
+# A dial that fails while the daemon starts must not leave the channel in gRPC's 1 s backoff.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
+
+
 class ProviderClient:
     """The provider API's stub on a unix socket."""
 
     def __init__(self, socket: Path) -> None:
         self.socket = socket
-        self._channel = grpc.insecure_channel(f"unix://{socket}")
+        self._channel = grpc.insecure_channel(f"unix://{socket}", options=_CHANNEL_OPTIONS)
         self.stub = service_pb2_grpc.CSIDriverProviderStub(self._channel)
+
+    def wait_ready(self, timeout: float = 30.0) -> ProviderClient:
+        """Poll until the socket answers Version (the daemon serves it after its CSI socket)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.socket.exists():
+                try:
+                    self.version(timeout=1)
+                    return self
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.02)
+        raise RuntimeError(f"the provider socket {self.socket} did not answer in {timeout}s")
 
     def version(self, timeout: float = 10.0) -> service_pb2.VersionResponse:
         request = service_pb2.VersionRequest(version="v1alpha1")

@@ -36,6 +36,7 @@ def start_provider(
         ).start()
         client = ProviderClient(socket)
         started.append((daemon, client))
+        client.wait_ready()
         return daemon, client
 
     yield start
