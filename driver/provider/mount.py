@@ -135,19 +135,33 @@ def provider_azure_spec(spec: VolumeSpec, permission: int | None) -> VolumeSpec:
 
 def object_versions(spec: VolumeSpec, resolved: ResolvedVolume) -> tuple[ObjectVersion, ...]:
     """provider-azure's ids: `<type>/<name>`, or `<type>/<name>/<i>` (0 = newest) per version
-    of a history. An entry the spec does not list (a path the resolver added) keeps its path."""
-    by_path = {obj.path: obj for obj in spec.objects}
+    of a history; an object read from a vault other than the volume's is `<vault>/<type>/<name>`
+    so ids stay unique. An entry that produced no file (an optional object that is missing, a
+    selection that matched nothing) still names itself, with no version: the secrets-store driver
+    refuses an answer without any object version."""
+    # The concrete objects behind the files, when the resolver says (selections expanded).
+    concrete = tuple(getattr(resolved, "present", ())) or spec.objects
+    by_path = {obj.path: obj for obj in concrete}
     out: list[ObjectVersion] = []
     for path, versions in resolved.versions.items():
         obj = by_path.get(path)
         if obj is None:
             out += [ObjectVersion(path, v) for v in versions[:1]]
         elif obj.version_history > 0:
-            prefix = f"{obj.type.value}/{obj.name}"
-            out += [ObjectVersion(f"{prefix}/{i}", v) for i, v in enumerate(versions)]
+            out += [ObjectVersion(f"{_id(spec, obj)}/{i}", v) for i, v in enumerate(versions)]
         elif versions:
-            out.append(ObjectVersion(f"{obj.type.value}/{obj.name}", versions[0]))
+            out.append(ObjectVersion(_id(spec, obj), versions[0]))
+    for obj in spec.objects:
+        if not getattr(obj, "selects", False) and obj.path not in resolved.versions:
+            out.append(ObjectVersion(_id(spec, obj), ""))
+    if not out:
+        out = [ObjectVersion(_id(spec, obj), "") for obj in spec.objects]
     return tuple(out)
+
+
+def _id(spec: VolumeSpec, obj: ObjectSpec) -> str:
+    plain = f"{obj.type.value}/{obj.name}"
+    return f"{obj.vault}/{plain}" if obj.vault and obj.vault != spec.vault_name else plain
 
 
 @dataclass
@@ -199,7 +213,7 @@ class ProviderMounts:
             )
             prepared = self._resolver.prepare(publish)
             spec = provider_azure_spec(prepared.spec, request.permission)
-            prepared = Prepared(spec, prepared.auth, prepared.access)
+            prepared = dataclasses.replace(prepared, spec=spec)
             identity = prepared.access.identity_key
             self._touch(identity, spec, prepared.auth)
             resolved, shared = self._once((repr(_without_pod(spec)), identity), prepared)

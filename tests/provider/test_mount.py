@@ -89,3 +89,19 @@ def test_an_answer_too_large_for_the_driver_is_logged(caplog: pytest.LogCaptureF
     assert len(messages) == 2
     assert "Kubernetes Secret" in messages[0]
     assert "--max-call-recv-msg-size" in messages[1]
+
+
+def test_every_entry_is_named_even_without_a_file() -> None:
+    """An entry with no versions (a missing optional object) is named with no version, and an
+    object of another vault carries the vault: ids stay unique, and never none at all."""
+    objects = (
+        ObjectSpec("s", ObjectType.SECRET, vault="testkv"),
+        ObjectSpec("s", ObjectType.SECRET, vault="otherkv", alias="other/s"),
+        ObjectSpec("gone", ObjectType.SECRET),
+    )
+    resolved = ResolvedVolume(spec(*objects), "id", (), {"s": ["v1"], "other/s": ["v2"]})
+    assert object_versions(spec(*objects), resolved) == (
+        ObjectVersion("secret/s", "v1"),
+        ObjectVersion("otherkv/secret/s", "v2"),
+        ObjectVersion("secret/gone", ""),
+    )
