@@ -179,10 +179,12 @@ class Daemon:
             self._reg_socket.unlink(missing_ok=True)  # deregisters the plugin
         if self._bridge is not None:
             self._bridge.stop()
-        if self._provider is not None and self.settings.provider_socket is not None:
-            self._provider.stop(grace=5).wait()
-            self.settings.provider_socket.unlink(missing_ok=True)
+        # Both gRPC servers drain their calls at the same time.
+        provider_done = self._provider.stop(grace=5) if self._provider is not None else None
         self._grpc.stop(grace=5).wait()
+        if provider_done is not None and self.settings.provider_socket is not None:
+            provider_done.wait()
+            self.settings.provider_socket.unlink(missing_ok=True)
         self.socket.unlink(missing_ok=True)
         if self._http is not None:
             self._http.shutdown()
