@@ -20,6 +20,7 @@ from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.mounts import make_mounter
 from driver.placement import Placement
+from driver.provider.mount import ProviderMounts
 from driver.resolve import Resolver
 from driver.rotation import Rotator
 from driver.upkeep import Upkeep
@@ -38,6 +39,7 @@ class Core:
     engine: Engine
     upkeep: Upkeep
     rotator: Rotator
+    provider: ProviderMounts
     credentials: CredentialProvider
     session: requests.Session
     azure_session: requests.Session
@@ -111,6 +113,14 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         executor=rotation_pool,
         interval=settings.rotation_poll_interval,
     )
+    # The secrets-store provider front door shares the resolver (credentials, clients, gates);
+    # identities only it used are released when idle and no published volume needs them.
+    provider = ProviderMounts(
+        resolver,
+        metrics,
+        fresh_for=settings.provider_fresh_for,
+        in_use=ledger.identity_in_use,
+    )
     return Core(
         settings,
         metrics,
@@ -120,6 +130,7 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         engine,
         upkeep,
         rotator,
+        provider,
         credentials,
         session,
         azure_session,

@@ -83,6 +83,21 @@ class Settings:
             "help": "unix socket the azure~kv/kv FlexVolume shim forwards to; unset disables"
         },
     )
+    provider_socket: Path | None = field(
+        default=None,
+        metadata={
+            "help": "unix socket to serve the secrets-store CSI driver's provider API on (e.g."
+            " /var/run/secrets-store-csi-providers/azure.sock, in place of provider-azure);"
+            " unset disables"
+        },
+    )
+    provider_fresh_for: float = field(
+        default=30.0,
+        metadata={
+            "help": "seconds a provider Mount answer is reused for other Mounts of the same"
+            " objects as the same identity (30s, 2m); 0: only Mounts in flight share"
+        },
+    )
     rotation_poll_interval: float = field(
         default=120.0,
         metadata={
@@ -161,6 +176,8 @@ def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     flag("registration_dir", type=Path, default=None)
     flag("kubelet_registration_path", default=d.kubelet_registration_path)
     flag("flexvolume_socket", type=Path, default=None)
+    flag("provider_socket", type=Path, default=None)
+    flag("provider_fresh_for", type=parse_duration, default=d.provider_fresh_for)
     flag("rotation_poll_interval", type=parse_duration, default=d.rotation_poll_interval)
     flag("fetch_concurrency", type=int, default=d.fetch_concurrency)
     flag("nmi_deadline", type=parse_duration, default=d.nmi_deadline)

@@ -27,6 +27,7 @@ from driver.csi.proto import csi_pb2, csi_pb2_grpc
 from driver.csi.proto import pluginregistration_pb2_grpc as reg_grpc
 from driver.csi.registration import RegistrationService
 from driver.flexbridge import FlexBridge
+from driver.provider import server as provider_server
 from driver.statewatch import StateWatcher
 from driver.volumes import VolumeRecord
 
@@ -97,6 +98,7 @@ class Daemon:
         self._registration: grpc.Server | None = None
         self._reg_socket: Path | None = None
         self._bridge: FlexBridge | None = None
+        self._provider: grpc.Server | None = None
         self._http: ThreadingHTTPServer | None = None
         self._watcher = StateWatcher(core.ledger, core.upkeep)
 
@@ -121,6 +123,8 @@ class Daemon:
             self._bridge = FlexBridge(self.settings.flexvolume_socket, self.core.engine)
             self._bridge.start()
             log.info("FlexVolume bridge listening on %s", self.settings.flexvolume_socket)
+        if self.settings.provider_socket:
+            self._start_provider(self.settings.provider_socket)
         if self.settings.metrics_addr:
             self._http = self._start_http(self.settings.metrics_addr)
         if self.settings.registration_dir:
@@ -150,6 +154,18 @@ class Daemon:
         serve_unix(self._registration, self._reg_socket, mode=0o600)
         log.info("registration socket %s advertises %s", self._reg_socket, endpoint)
 
+    def _start_provider(self, path: Path) -> None:
+        # Its own server and pool: the secrets-store driver's Mounts never queue behind
+        # kubelet's CSI calls, nor the other way round.
+        self._provider = grpc.server(
+            ThreadPoolExecutor(max_workers=16, thread_name_prefix="provider"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        provider_server.add_to_server(self._provider, self.core.provider, plugin_version())
+        # Root-only, as provider-azure's socket: the secrets-store driver runs as root.
+        serve_unix(self._provider, path, mode=0o600)
+        log.info("secrets-store provider API listening on %s", path)
+
     def _rejected(self, reason: str) -> None:
         self.exit_code = 1
         self.stopped.set()
@@ -163,7 +179,12 @@ class Daemon:
             self._reg_socket.unlink(missing_ok=True)  # deregisters the plugin
         if self._bridge is not None:
             self._bridge.stop()
+        # Both gRPC servers drain their calls at the same time.
+        provider_done = self._provider.stop(grace=5) if self._provider is not None else None
         self._grpc.stop(grace=5).wait()
+        if provider_done is not None and self.settings.provider_socket is not None:
+            provider_done.wait()
+            self.settings.provider_socket.unlink(missing_ok=True)
         self.socket.unlink(missing_ok=True)
         if self._http is not None:
             self._http.shutdown()
@@ -173,12 +194,17 @@ class Daemon:
     # -- metrics and health ---------------------------------------------------------------------
 
     def probe(self) -> bool:
-        """True when our own gRPC endpoint answers Probe with ready."""
+        """True when our own gRPC endpoint answers Probe with ready (and, when the provider
+        socket is served, that socket answers Version)."""
         try:
             with grpc.insecure_channel(f"unix://{self.socket}") as channel:
                 stub = csi_pb2_grpc.IdentityStub(channel)
                 reply = stub.Probe(csi_pb2.ProbeRequest(), timeout=2)
-                return bool(reply.ready.value)
+                if not reply.ready.value:
+                    return False
+            if self.settings.provider_socket is not None:
+                return provider_server.answers(self.settings.provider_socket)
+            return True
         except grpc.RpcError:
             return False
 

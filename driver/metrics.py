@@ -99,5 +99,12 @@ class Metrics:
             registry=r,
         )
 
+        self.provider_shared = Counter(
+            "kv_driver_provider_mounts_shared_total",
+            "Secrets-store provider Mounts answered by a fetch made for another Mount of the same"
+            " objects and identity (no Key Vault request of their own).",
+            registry=r,
+        )
+
     def token_request(self, kind: str, status: str) -> None:
         self.token_requests.labels(kind, status).inc()

@@ -5,6 +5,8 @@
 - `shim`: the azure/kv FlexVolume shim run as kubelet runs it (`run_shim`).
 - `attributes`: CSI volume attributes and FlexVolume option maps (`csi_attributes`, ...).
 - `csi_requests`: NodePublish/NodeUnpublish requests as kubelet sends them.
+- `provider`: a client of the secrets-store provider API (`v1alpha1`), requests as the
+  secrets-store CSI driver sends them, and a published volume's files for comparison.
 - `node`: kubelet-shaped target paths, the mount mode, leftover mounts.
 - `engine`: settings for an engine built in-process the way the daemon builds it.
 

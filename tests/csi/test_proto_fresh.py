@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+
 from driver.csi.proto import csi_pb2, csi_pb2_grpc, pluginregistration_pb2
+from driver.provider.proto import service_pb2, service_pb2_grpc
 from tools import protogen
 
 
-def test_committed_generated_code_is_fresh(tmp_path: Path, repo_root: Path) -> None:
+@pytest.mark.parametrize("group", protogen.GROUPS, ids=lambda g: g.package_dir)
+def test_committed_generated_code_is_fresh(
+    tmp_path: Path, repo_root: Path, group: protogen.ProtoGroup
+) -> None:
     protogen.generate(tmp_path, protos_dir=repo_root / "protos")
-    fresh_dir = tmp_path / protogen.PACKAGE_DIR
-    committed_dir = repo_root / protogen.PACKAGE_DIR
+    fresh_dir = tmp_path / group.package_dir
+    committed_dir = repo_root / group.package_dir
 
     fresh = sorted(p.name for p in fresh_dir.iterdir() if p.is_file())
-    assert fresh == protogen.generated_names()
+    assert fresh == protogen.generated_names(group)
     committed = sorted(
         p.name for p in committed_dir.iterdir() if p.is_file() and p.name != "__init__.py"
     )
@@ -25,7 +32,7 @@ def test_committed_generated_code_is_fresh(tmp_path: Path, repo_root: Path) -> N
         for name in fresh
         if (fresh_dir / name).read_bytes() != (committed_dir / name).read_bytes()
     ]
-    assert not stale, f"stale generated code in {protogen.PACKAGE_DIR}: {stale}; run make proto"
+    assert not stale, f"stale generated code in {group.package_dir}: {stale}; run make proto"
 
 
 def test_csi_services_and_methods() -> None:
@@ -97,3 +104,66 @@ def test_plugin_registration_api() -> None:
     }
     status = pluginregistration_pb2.RegistrationStatus.DESCRIPTOR.fields_by_name
     assert (status["plugin_registered"].number, status["error"].number) == (1, 2)
+
+
+def test_secrets_store_provider_api_is_the_published_v1alpha1() -> None:
+    """Package, service, methods, and every message's fields (name, number, type, label) as in
+    sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1/service.proto."""
+    file = service_pb2.DESCRIPTOR
+    assert file.package == "v1alpha1"
+    assert file.GetOptions().go_package == "./provider/v1alpha1"
+    service = file.services_by_name["CSIDriverProvider"]
+    assert [(m.name, m.input_type.name, m.output_type.name) for m in service.methods] == [
+        ("Version", "VersionRequest", "VersionResponse"),
+        ("Mount", "MountRequest", "MountResponse"),
+    ]
+    assert service.methods_by_name["Mount"].full_name == "v1alpha1.CSIDriverProvider.Mount"
+    string, message, repeated = (
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_MESSAGE,
+        FieldDescriptor.LABEL_REPEATED,
+    )
+    one = FieldDescriptor.LABEL_OPTIONAL
+
+    def fields(name: str) -> list[tuple[str, int, int, int, str]]:
+        return [
+            (f.name, f.number, f.type, f.label, f.message_type.name if f.message_type else "")
+            for f in file.message_types_by_name[name].fields
+        ]
+
+    assert list(file.message_types_by_name) == [
+        "VersionRequest",
+        "VersionResponse",
+        "MountRequest",
+        "MountResponse",
+        "File",
+        "ObjectVersion",
+        "Error",
+    ]
+    assert fields("VersionRequest") == [("version", 1, string, one, "")]
+    assert fields("VersionResponse") == [
+        ("version", 1, string, one, ""),
+        ("runtime_name", 2, string, one, ""),
+        ("runtime_version", 3, string, one, ""),
+    ]
+    assert fields("MountRequest") == [
+        ("attributes", 1, string, one, ""),
+        ("secrets", 2, string, one, ""),
+        ("target_path", 3, string, one, ""),
+        ("permission", 4, string, one, ""),
+        ("current_object_version", 5, message, repeated, "ObjectVersion"),
+    ]
+    assert fields("MountResponse") == [
+        ("object_version", 1, message, repeated, "ObjectVersion"),
+        ("error", 2, message, one, "Error"),
+        ("files", 3, message, repeated, "File"),
+    ]
+    assert fields("File") == [
+        ("path", 1, string, one, ""),
+        ("mode", 2, FieldDescriptor.TYPE_INT32, one, ""),
+        ("contents", 3, FieldDescriptor.TYPE_BYTES, one, ""),
+    ]
+    assert fields("ObjectVersion") == [("id", 1, string, one, ""), ("version", 2, string, one, "")]
+    assert fields("Error") == [("code", 1, string, one, "")]
+    assert hasattr(service_pb2_grpc, "CSIDriverProviderServicer")
+    assert hasattr(service_pb2_grpc, "CSIDriverProviderStub")
