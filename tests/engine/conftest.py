@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devstack.client import Devstack
 from devstack.harness.attributes import csi_attributes
 from devstack.harness.engine import core_settings
 from driver.app import Core, build_core
 from driver.contract import PublishRequest
+from tests.engine.render_support import Chain, make_cert, make_chain
 
 
 @pytest.fixture
@@ -48,3 +51,38 @@ def pod_request(tmp_path: Path, devstack: Devstack) -> Callable[..., PublishRequ
         return PublishRequest(attributes=attrs, **kw)
 
     return make
+
+
+# Key material for the rendering tests (test_render_*.py), made once per module.
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module", params=["P-256", "P-384", "P-521"])
+def ec_key(request: pytest.FixtureRequest) -> tuple[str, ec.EllipticCurvePrivateKey]:
+    curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+    return request.param, ec.generate_private_key(curve[request.param])
+
+
+@pytest.fixture(scope="module")
+def rsa_chain(rsa_key: rsa.RSAPrivateKey) -> Chain:
+    return make_chain(rsa_key, "rsa")
+
+
+@pytest.fixture(scope="module")
+def ec_chain() -> Chain:
+    return make_chain(ec.generate_private_key(ec.SECP256R1()), "ec")
+
+
+@pytest.fixture(scope="module", params=["rsa", "ec"])
+def chain(request: pytest.FixtureRequest, rsa_chain: Chain, ec_chain: Chain) -> Chain:
+    return rsa_chain if request.param == "rsa" else ec_chain
+
+
+@pytest.fixture(scope="module")
+def stranger() -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return make_cert("unrelated root", key.public_key(), key, ca=True)
