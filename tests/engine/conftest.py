@@ -8,14 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from azcommon.cloud import Cloud, load_cloud_config
+from azcommon.http import make_session
 from devstack.client import Devstack
 from devstack.harness.attributes import csi_attributes
 from devstack.harness.engine import core_settings
 from driver.app import Core, build_core
+from driver.auth.provider import CredentialProvider
+from driver.config import Settings
 from driver.contract import PublishRequest
+from tests.engine.auth_support import Hooks
 from tests.engine.render_support import Chain, make_cert, make_chain
 
 
@@ -86,3 +92,30 @@ def chain(request: pytest.FixtureRequest, rsa_chain: Chain, ec_chain: Chain) -> 
 def stranger() -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
     return make_cert("unrelated root", key.public_key(), key, ca=True)
+
+
+# A credential provider as the daemon builds it, for the credential tests (test_auth_*.py).
+
+
+@pytest.fixture
+def cloud(devstack: Devstack) -> Cloud:
+    return load_cloud_config(Path(devstack.cloud_config))
+
+
+@pytest.fixture
+def session(cloud: Cloud) -> Iterator[requests.Session]:
+    s = make_session(cloud.ca_bundle)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def hooks() -> Hooks:
+    return Hooks()
+
+
+@pytest.fixture
+def provider(session: requests.Session, hooks: Hooks) -> CredentialProvider:
+    return CredentialProvider(
+        session, Settings(nmi_deadline=10.0, request_timeout=5.0), on_token_request=hooks
+    )
