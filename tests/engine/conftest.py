@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from azcommon.cloud import Cloud, load_cloud_config
 from azcommon.http import make_session
 from devstack.client import Devstack
+from devstack.harness import world
 from devstack.harness.attributes import csi_attributes
 from devstack.harness.engine import core_settings
 from driver.app import Core, build_core
@@ -119,3 +120,10 @@ def provider(session: requests.Session, hooks: Hooks) -> CredentialProvider:
     return CredentialProvider(
         session, Settings(nmi_deadline=10.0, request_timeout=5.0), on_token_request=hooks
     )
+
+
+@pytest.fixture(scope="module")
+def other_vault_readable(devstack: Devstack) -> None:
+    """The seed pod's identity may read otherkv too (the seed grants it testkv only); the
+    beyond-upstream modules ask for this with `pytestmark`."""
+    devstack.set_policy(world.OTHER_VAULT, "pod-identity", secrets=["get", "list"])
