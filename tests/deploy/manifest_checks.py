@@ -17,25 +17,12 @@ from tests.deploy.manifests import (
 # at the time of writing; a field missing from either fails.
 K8S_VERSIONS = ("1.30.0", "1.33.0")
 
-
 REPO = Path(__file__).resolve().parents[2]
-
-
 DEPLOY = REPO / "deploy"
-
-
 EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
-
-
 IMAGE = "ghcr.io/kv-driver/kv-driver:0.1.0"
-
-
 DRIVER = "kv.csi.azure.com"
-
-
 AKS_PLUGIN_DIR = "/etc/kubernetes/volumeplugins"
-
-
 UPSTREAM_PLUGIN_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
 
 

@@ -30,11 +30,7 @@ from driver.keyvault.render import render
 from driver.model import ObjectEncoding, ObjectFormat, ObjectSpec, ObjectType
 
 PEM_CT = "application/x-pem-file"
-
-
 PFX_CT = "application/x-pkcs12"
-
-
 VERSION = "0123456789abcdef0123456789abcdef"
 
 

@@ -9,10 +9,7 @@ from collections.abc import Mapping
 from devstack.harness.world import TENANT
 
 CLIENT_SECRET = "Sup3r~Secret.Value_that-must-not-leak"
-
-
 SA_TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload-that-must-not-leak.sig"
-
 
 CLIENT_ID = "22222222-2222-2222-2222-222222222222"
 
@@ -36,8 +33,6 @@ FLEX_KUBELET = {
     "kubernetes.io/mounterArgs.FsGroup": "33",
     "kubernetes.io/pvOrVolumeName": "test",
 }
-
-
 # The seed pod's options from the issue (pod identity), plus kubelet's keys.
 SEED = {
     "usepodidentity": "true",
@@ -50,15 +45,11 @@ SEED = {
     "tenantid": TENANT,
     **FLEX_KUBELET,
 }
-
-
 SP_FLEX = {
     **without(SEED, "usepodidentity"),
     "kubernetes.io/secret/clientid": b64(CLIENT_ID),
     "kubernetes.io/secret/clientsecret": b64(CLIENT_SECRET),
 }
-
-
 CSI_KUBELET = {
     "csi.storage.k8s.io/pod.name": "app-0",
     "csi.storage.k8s.io/pod.namespace": "apps",
@@ -66,14 +57,10 @@ CSI_KUBELET = {
     "csi.storage.k8s.io/serviceAccount.name": "app",
     "csi.storage.k8s.io/ephemeral": "true",
 }
-
-
 TOKENS = (
     '{"api://AzureADTokenExchange": {"token": "' + SA_TOKEN + '", '
     '"expirationTimestamp": "2030-01-01T00:00:00Z"}}'
 )
-
-
 WORKLOAD = {
     "secretProviderClass": "app-kv",
     "providerName": "azure",
@@ -84,8 +71,6 @@ WORKLOAD = {
     **CSI_KUBELET,
     "csi.storage.k8s.io/serviceAccount.tokens": TOKENS,
 }
-
-
 PROVIDER_OBJECTS = """\
 array:
   - |
@@ -109,8 +94,6 @@ array:
     objectVersionHistory: "3"
   - {objectName: cert1, objectType: cert, objectAlias: tls/cert1.pem, objectVersion: 0123abc}
 """
-
-
 VM_MI = {
     "usevmmanagedidentity": "true",
     "keyvaultname": "testkv",
