@@ -117,6 +117,7 @@ class AdminApp:
         self.faults = faults
         self.counters = counters
         self.state = state
+        self._vaults = VaultRoutes(world)
 
     def classify(self, request: Request) -> Route:
         return Route(None, "admin", "admin")
@@ -174,7 +175,7 @@ class AdminApp:
             self.world.revoke(parts[1])
             return json_response(200, {"ok": True})
         if len(parts) >= 4 and parts[0] == "vaults":
-            return self._vault_op(request, parts[1], parts[2], parts[3:])
+            return self._vaults.route(request, parts[1], parts[2], parts[3:])
         if parts and parts[0] == "arm":
             return self._arm(request, parts[1:])
         raise AdminError(404, "NotFound", f"no admin route for {method} {request.path}")
@@ -245,7 +246,15 @@ class AdminApp:
             200, {"access_token": issued.access_token, "expires_on": issued.expires_on}
         )
 
-    def _vault_op(self, request: Request, vault_name: str, kind: str, rest: list[str]) -> Response:
+
+class VaultRoutes:
+    """The /vaults/<v>/... routes: objects and access policies changed behind the back of the
+    data plane."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def route(self, request: Request, vault_name: str, kind: str, rest: list[str]) -> Response:
         vault = self.world.vault(vault_name)
         method = request.method
         name = rest[0]

@@ -176,7 +176,7 @@ class Rotator:
                 if entry.select is not None:
                     users += 1
                     jobs.setdefault(_list_key(volume, entry), (volume.access, entry))
-        results = self._gather(self.resolver.listing, jobs)
+        results = gather(self.executor, self.resolver.listing, jobs)
         report.lists = len(jobs)
         report.lists_saved = users - len(jobs)
         return results
@@ -219,25 +219,13 @@ class Rotator:
                     continue  # pinned versions never change: never polled
                 users += 1
                 jobs.setdefault(_check_key(volume, obj), (volume.access, obj))
-        results = self._gather(self.resolver.latest, jobs)
+        results = gather(self.executor, self.resolver.latest, jobs)
         for result in results.values():
             code = result.code if isinstance(result, KvError) else "ok"
             self.metrics.rotation_checks.labels(code).inc()
         report.checks = len(jobs)
         report.saved = users - len(jobs)
         self.metrics.rotation_saved.inc(report.saved)
-        return results
-
-    def _gather(
-        self, fn: Callable[[Access, ObjectSpec], R], jobs: dict[K, Check]
-    ) -> dict[K, R | KvError]:
-        futures = {key: self.executor.submit(fn, *job) for key, job in jobs.items()}
-        results: dict[K, R | KvError] = {}
-        for key, fut in futures.items():
-            try:
-                results[key] = fut.result()
-            except KvError as exc:
-                results[key] = exc
         return results
 
     def _apply(
@@ -254,26 +242,11 @@ class Rotator:
             objects = present.get(record.volume_id)
             if objects is None:
                 continue  # its listing failed: already reported
-            changed: dict[str, list[Fetched]] = {}
-            now_present: list[ObjectSpec] = []
-            failed = False
-            for obj in objects:
-                if obj.pinned:
-                    if obj.path in record.versions:
-                        now_present.append(obj)
-                    continue
-                result = latest[_check_key(volume, obj)]
-                if isinstance(result, KvError):
-                    self._fail(report, record, "check", result)
-                    failed = True
-                    break
-                if not result:
-                    continue  # optional (or selected) and missing now
-                now_present.append(obj)
-                if [v.version for v in result] != record.versions.get(obj.path):
-                    changed[obj.path] = result
-            if failed:
+            outcome = _compare(volume, objects, latest)
+            if isinstance(outcome, KvError):
+                self._fail(report, record, "check", outcome)
                 continue  # a partial view of a volume is never swapped in
+            changed, now_present = outcome
             gone = set(record.versions) - {obj.path for obj in now_present}
             if not changed and not gone:
                 continue
@@ -292,6 +265,46 @@ class Rotator:
         log.warning(
             "rotation of volume %s failed (%s), old files kept: %s", record.volume_id, reason, exc
         )
+
+
+def gather(
+    executor: Executor, fn: Callable[[Access, ObjectSpec], R], jobs: dict[K, Check]
+) -> dict[K, R | KvError]:
+    """Run every job on the executor; each key gets its result or its KvError."""
+    futures = {key: executor.submit(fn, *job) for key, job in jobs.items()}
+    results: dict[K, R | KvError] = {}
+    for key, fut in futures.items():
+        try:
+            results[key] = fut.result()
+        except KvError as exc:
+            results[key] = exc
+    return results
+
+
+def _compare(
+    volume: _Volume,
+    objects: list[ObjectSpec],
+    latest: dict[CheckKey, list[Fetched] | KvError],
+) -> tuple[dict[str, list[Fetched]], list[ObjectSpec]] | KvError:
+    """What of one volume moved (path -> latest versions) and what is present now, or the
+    first failed check (then nothing of the volume may be swapped)."""
+    record = volume.record
+    changed: dict[str, list[Fetched]] = {}
+    now_present: list[ObjectSpec] = []
+    for obj in objects:
+        if obj.pinned:
+            if obj.path in record.versions:
+                now_present.append(obj)
+            continue
+        result = latest[_check_key(volume, obj)]
+        if isinstance(result, KvError):
+            return result
+        if not result:
+            continue  # optional (or selected) and missing now
+        now_present.append(obj)
+        if [v.version for v in result] != record.versions.get(obj.path):
+            changed[obj.path] = result
+    return changed, now_present
 
 
 def _check_key(volume: _Volume, obj: ObjectSpec) -> CheckKey:

@@ -24,23 +24,18 @@ import requests
 from devstack.client import Devstack
 from devstack.harness import attributes as attrs
 from devstack.harness import world
-from devstack.harness.csi_requests import publish_request, unpublish_request
+from devstack.harness.csi_endpoint import CsiEndpoint
+from devstack.harness.csi_requests import publish_request
 from devstack.harness.node import csi_target
-from driver.csi.proto import csi_pb2, csi_pb2_grpc
+from driver.csi.proto import csi_pb2
 
 _METRICS_LINE = re.compile(r"metrics and health on http://127\.0\.0\.1:(\d+)")
-# gRPC's default reconnect backoff starts at 1 s: a dial that fails once while the daemon starts
-# or restarts would stall the next call that long. A local socket is cheap to retry.
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 20),
-    ("grpc.min_reconnect_backoff_ms", 20),
-    ("grpc.max_reconnect_backoff_ms", 200),
-]
 
 
-class DaemonProcess:
+class DaemonProcess(CsiEndpoint):
     """One node plugin process: start (waiting for a ready CSI Probe), stop or kill, its log,
-    metrics port, gRPC stubs, and request helpers for the seed world's CSI pod.
+    metrics port, gRPC stubs (from `CsiEndpoint`), and request helpers for the seed world's
+    CSI pod.
 
     `args` are extra command-line flags; later flags override the defaults given here."""
 
@@ -58,7 +53,7 @@ class DaemonProcess:
     ) -> None:
         self.root = root
         self.devstack = devstack
-        self.csi_socket = root / "plugins" / "csi.sock"
+        super().__init__(root / "plugins" / "csi.sock")
         self.flex_socket = root / "run" / "flex.sock"
         self.registration_dir = root / "plugins_registry"
         self.state_dir = root / "state"
@@ -79,7 +74,6 @@ class DaemonProcess:
             self.args += ["--metrics-addr", "127.0.0.1:0"]
         self.args += args
         self.proc: subprocess.Popen[bytes] | None = None
-        self._channel: grpc.Channel | None = None
 
     # -- process lifecycle -----------------------------------------------------------------------
 
@@ -138,9 +132,7 @@ class DaemonProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send `sig` and wait; returns the exit status (killed after `timeout`: negative)."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        self.close_channel()
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -158,9 +150,7 @@ class DaemonProcess:
     def terminate(self) -> None:
         """Send SIGTERM without waiting for the exit (a graceful stop takes about half a second);
         `stop()` or a `Reaper` collects the process later."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        self.close_channel()
         if self.running():
             self.process.send_signal(signal.SIGTERM)
 
@@ -179,10 +169,15 @@ class DaemonProcess:
 
     @property
     def metrics_port(self) -> int:
-        """The port this run of the daemon bound (its latest "metrics and health on" line)."""
-        ports = _METRICS_LINE.findall(self.log())
-        if not ports:
-            raise RuntimeError(f"the daemon logged no metrics address:\n{self.log()}")
+        """The port this run of the daemon bound (its latest "metrics and health on" line).
+
+        The metrics server starts after the CSI socket answers, so the line may trail readiness
+        by a moment on a busy machine: it is waited for, within a bound."""
+        deadline = time.monotonic() + 15.0
+        while not (ports := _METRICS_LINE.findall(self.log())):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon logged no metrics address:\n{self.log()}")
+            time.sleep(0.05)
         return int(ports[-1])
 
     def metrics(self) -> str:
@@ -195,40 +190,6 @@ class DaemonProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
         raise RuntimeError("VmRSS not found")
-
-    # -- gRPC ------------------------------------------------------------------------------------
-
-    @property
-    def channel(self) -> grpc.Channel:
-        if self._channel is None:
-            self._channel = grpc.insecure_channel(
-                f"unix://{self.csi_socket}", options=_CHANNEL_OPTIONS
-            )
-        return self._channel
-
-    @property
-    def identity(self) -> csi_pb2_grpc.IdentityStub:
-        return csi_pb2_grpc.IdentityStub(self.channel)
-
-    @property
-    def node(self) -> csi_pb2_grpc.NodeStub:
-        return csi_pb2_grpc.NodeStub(self.channel)
-
-    def publish(
-        self,
-        volume_id: str,
-        target: Path,
-        attributes: Mapping[str, str],
-        *,
-        secrets: Mapping[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> None:
-        """NodePublishVolume; raises grpc.RpcError when the driver refuses."""
-        request = publish_request(volume_id, target, attributes, secrets=secrets)
-        self.node.NodePublishVolume(request, timeout=timeout)
-
-    def unpublish(self, volume_id: str, target: Path, timeout: float = 60.0) -> None:
-        self.node.NodeUnpublishVolume(unpublish_request(volume_id, target), timeout=timeout)
 
     # -- requests for the seed world's CSI pod ---------------------------------------------------
 

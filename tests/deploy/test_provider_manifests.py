@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from driver.config import parse_settings
+from tests.deploy.manifest_checks import DEPLOY, IMAGE, K8S_VERSIONS, REPO, by, host_paths, ident
 from tests.deploy.manifests import Doc, build, containers, pod_spec
-from tests.deploy.test_manifests import DEPLOY, IMAGE, K8S_VERSIONS, REPO, by, host_paths, ident
 
 PROVIDERS_DIR = "/var/run/secrets-store-csi-providers"  # the driver's --provider-volume default
 

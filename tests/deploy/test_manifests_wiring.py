@@ -1,194 +1,38 @@
-"""deploy/: every object is valid for the API server, and the node plugin is wired as kubelet needs."""
+"""deploy/: what a cluster operator relies on: pinned images, resources, privileges, and the
+node plugin wired as kubelet needs."""
 
 from __future__ import annotations
 
-import copy
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 from driver.config import parse_settings
+from tests.deploy.manifest_checks import (
+    AKS_PLUGIN_DIR,
+    DRIVER,
+    EXAMPLES,
+    IMAGE,
+    REPO,
+    UPSTREAM_PLUGIN_DIR,
+    by,
+    host_paths,
+    ident,
+    upstream_dir_overlay,
+    validate,
+)
 from tests.deploy.manifests import (
     CLUSTER_SCOPED,
     Doc,
     build,
     containers,
-    crd_validators,
     load_docs,
     pod_spec,
 )
-
-# The oldest Kubernetes minor we support and the newest whose schemas kubernetes-validate ships
-# at the time of writing; a field missing from either fails.
-K8S_VERSIONS = ("1.30.0", "1.33.0")
-
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
-IMAGE = "ghcr.io/kv-driver/kv-driver:0.1.0"
-DRIVER = "kv.csi.azure.com"
-AKS_PLUGIN_DIR = "/etc/kubernetes/volumeplugins"
-UPSTREAM_PLUGIN_DIR = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
-
-
-def upstream_dir_overlay(tmp_path: Path) -> Path:
-    """A user's kustomization: the driver plus the upstream-plugin-dir component."""
-    overlay = tmp_path / "overlay"
-    shutil.copytree(DEPLOY, overlay / "deploy")
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": ["deploy/driver"],
-                "components": ["deploy/components/flexvolume-upstream-dir"],
-            }
-        )
-    )
-    return overlay
-
-
-@pytest.fixture(scope="module")
-def full() -> list[Doc]:
-    return build(DEPLOY)
-
-
-@pytest.fixture(scope="module")
-def driver_only() -> list[Doc]:
-    return build(DEPLOY / "driver")
-
-
-@pytest.fixture(scope="module")
-def validators(full: list[Doc]) -> dict[tuple[str, str], jsonschema.Validator]:
-    return crd_validators(d for d in full if d["kind"] == "CustomResourceDefinition")
-
-
-def by(docs: list[Doc], kind: str, name: str) -> Doc:
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
-    return found[0]
-
-
-def validate(doc: Doc, validators: dict[tuple[str, str], jsonschema.Validator]) -> None:
-    key = (doc["apiVersion"], doc["kind"])
-    if key in validators:
-        validators[key].validate(doc)
-        return
-    for version in K8S_VERSIONS:
-        kubernetes_validate.validate(doc, version, strict=True)
-
-
-def ident(doc: Doc) -> tuple[str, str, str]:
-    return doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]
-
-
-# --- schema validity --------------------------------------------------------------------------
-
-
-def test_every_object_of_the_full_install_validates(full: list[Doc], validators: Any) -> None:
-    kinds = {d["kind"] for d in full}
-    assert {"CSIDriver", "DaemonSet", "Deployment", "CustomResourceDefinition"} <= kinds
-    assert "AzurePodIdentityException" in kinds
-    for doc in full:
-        validate(doc, validators)
-
-
-def test_driver_only_install_validates_and_leaves_pod_identity_out(
-    driver_only: list[Doc], validators: Any
-) -> None:
-    for doc in driver_only:
-        validate(doc, validators)
-    assert not [d for d in driver_only if "aad-pod-identity" in d["metadata"]["name"]]
-    assert not [d for d in driver_only if d["apiVersion"].startswith("aadpodidentity")]
-
-
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_example_validates(example: Path, validators: Any) -> None:
-    docs = load_docs(example)
-    assert docs
-    for doc in docs:
-        validate(doc, validators)
-
-
-def test_strict_validation_rejects_an_unknown_field(full: list[Doc]) -> None:
-    ds = copy.deepcopy(by(full, "DaemonSet", "kv-csi-node"))
-    ds["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(ds, K8S_VERSIONS[0], strict=True)
-
-
-def test_crd_schemas_reject_capitalised_fields_and_nothing_users_already_have(
-    validators: Any,
-) -> None:
-    identity = load_docs(DEPLOY / "examples" / "flexvolume-pod-identity.yaml")[0]
-    check = validators[("aadpodidentity.k8s.io/v1", "AzureIdentity")]
-    check.validate(identity)
-
-    # The pre-v1.6 capitalised spelling would be pruned by the API server: refuse it here.
-    legacy = copy.deepcopy(identity)
-    legacy["spec"]["ResourceID"] = legacy["spec"].pop("resourceID")
-    with pytest.raises(jsonschema.ValidationError):
-        check.validate(legacy)
-
-    # Like the published definitions, the schemas require no field and check no range (a
-    # stricter CRD would refuse objects users already have); NMI and MIC report a bad `type`
-    # or an empty selector on the object itself (tests/podidentity/test_crds.py).
-    bad_type = copy.deepcopy(identity)
-    bad_type["spec"]["type"] = 3
-    check.validate(bad_type)
-
-
-def test_crds_cover_the_aad_pod_identity_api(full: list[Doc]) -> None:
-    crds = {d["spec"]["names"]["kind"]: d for d in full if d["kind"] == "CustomResourceDefinition"}
-    assert set(crds) == {
-        "AzureIdentity",
-        "AzureIdentityBinding",
-        "AzureAssignedIdentity",
-        "AzurePodIdentityException",
-    }
-    for kind, crd in crds.items():
-        assert crd["spec"]["group"] == "aadpodidentity.k8s.io"
-        assert crd["spec"]["scope"] == "Namespaced"
-        assert crd["metadata"]["name"] == f"{crd['spec']['names']['plural']}.aadpodidentity.k8s.io"
-        (version,) = crd["spec"]["versions"]
-        assert version["name"] == "v1" and version["served"] and version["storage"], kind
-    spec = crds["AzureIdentity"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    fields = set(spec["properties"]["spec"]["properties"])
-    assert {"type", "resourceID", "clientID", "clientPassword", "tenantID"} <= fields
-    assert {"auxiliaryTenantIDs", "adResourceID", "adEndpoint", "replicas"} <= fields
-
-
-def test_an_assigned_identity_as_mic_writes_it_validates(full: list[Doc], validators: Any) -> None:
-    identity, binding, _ = load_docs(DEPLOY / "examples" / "flexvolume-pod-identity.yaml")
-    assigned = {
-        "apiVersion": "aadpodidentity.k8s.io/v1",
-        "kind": "AzureAssignedIdentity",
-        "metadata": {
-            "name": "nginx-flex-kv-podid-default-kv-reader",
-            "namespace": "default",
-            "labels": {"nodename": "node-0"},
-            "finalizers": ["azureassignedidentity.finalizers.aadpodidentity.k8s.io"],
-        },
-        "spec": {
-            "azureIdentityRef": {
-                **identity,
-                "metadata": {**identity["metadata"], "resourceVersion": "7"},
-            },
-            "azureBindingRef": binding,
-            "pod": "nginx-flex-kv-podid",
-            "podNamespace": "default",
-            "nodename": "node-0",
-        },
-        "status": {"status": "Assigned", "availableReplicas": 1},
-    }
-    validators[("aadpodidentity.k8s.io/v1", "AzureAssignedIdentity")].validate(assigned)
-
 
 # --- what a cluster operator relies on --------------------------------------------------------
 
@@ -238,10 +82,6 @@ def test_csidriver_matches_what_the_plugin_needs(full: list[Doc]) -> None:
     assert spec["volumeLifecycleModes"] == ["Ephemeral"]
     assert spec["requiresRepublish"] is True
     assert {"audience": "api://AzureADTokenExchange"} in spec["tokenRequests"]
-
-
-def host_paths(spec: Doc) -> dict[str, Doc]:
-    return {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
 
 
 def test_node_plugin_flags_parse_and_point_at_the_mounted_host_paths(full: list[Doc]) -> None:
