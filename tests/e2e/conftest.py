@@ -78,9 +78,7 @@ def cluster(e2e_root: Path) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def node_plugin(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Iterator[NodePlugin]:
-    plugin = NodePlugin(
-        e2e_root / "driver", cluster, e2e_devstack.cloud_config, "--log-level", "debug"
-    )
+    plugin = NodePlugin(e2e_root / "driver", cluster, e2e_devstack.cloud_config)
     try:
         yield plugin.start()
     finally:
