@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -229,7 +230,7 @@ def test_a_republish_that_kept_old_files_is_an_event_on_the_pod(
         devstack.set_policy(world.VAULT, "pod-identity", secrets=full, keys=full, certificates=full)
     assert (target / name).read_text() == "v1"
     deadline = time.monotonic() + 30
-    events: list[dict[str, object]] = []
+    events: list[dict[str, Any]] = []
     while not events and time.monotonic() < deadline:
         listing = apiserver.kubectl("get", "events", "-n", world.NAMESPACE, "-o", "json")
         events = [
