@@ -91,6 +91,7 @@ def main() -> int:
                 "--mount-mode", mode,
                 "--cloud-config", stack.cloud_config,
                 "--flexvolume-socket", str(flex_sock),
+                "--flexvolume-pod-source", "kubelet-options",  # the demo has no API server
                 "--registration-dir", str(registry),
                 "--kubelet-registration-path", f"/var/lib/kubelet/plugins/{DRIVER}/csi.sock",
                 "--rotation-poll-interval", "2s",

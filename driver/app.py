@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
+from lightkube.config.kubeconfig import SingleConfig
 
 from azcommon.cloud import KNOWN_CLOUDS, Clouds, load_cloud_config
+from azcommon.errors import InvalidArgument
 from azcommon.http import ProxyConfig, make_session, make_transport
 from driver.auth.provider import CredentialProvider
 from driver.auth.vm_policy import VmIdentityPolicy
@@ -20,11 +23,14 @@ from driver.ledger import Ledger
 from driver.metrics import Metrics
 from driver.mounts import make_mounter
 from driver.placement import Placement
+from driver.pods import ApiPods, KeptFilesEvents, KubeletOptions, NodePods, PodSource
 from driver.provider.mount import ProviderMounts
 from driver.resolve import Resolver
 from driver.rotation import Rotator
 from driver.upkeep import Upkeep
 from driver.volumes import AuthStore, VolumeStore
+from kube.client import load_config, make_client
+from kube.events import EventRecorder
 
 
 @dataclass
@@ -44,9 +50,16 @@ class Core:
     session: requests.Session
     azure_session: requests.Session
     executors: tuple[ThreadPoolExecutor, ...]
+    pod_source: PodSource
+    pods: NodePods | None = None
+    events: EventRecorder | None = None
 
     def close(self) -> None:
         self.rotator.stop()
+        if self.pods is not None:
+            self.pods.stop()
+        if self.events is not None:
+            self.events.close()
         for executor in self.executors:
             executor.shutdown(wait=False, cancel_futures=True)
         self.credentials.close()
@@ -54,8 +67,43 @@ class Core:
         self.azure_session.close()
 
 
+def kube_config(settings: Settings) -> SingleConfig | None:
+    """The API server's config: `--kubeconfig`, else in-cluster in a pod, else none."""
+    if settings.kubeconfig is not None:
+        return load_config(settings.kubeconfig)
+    if settings.in_cluster:
+        return load_config(None)
+    return None
+
+
+def pod_source(
+    settings: Settings, config: SingleConfig | None, node_id: str
+) -> tuple[PodSource, NodePods | None]:
+    """Where FlexVolume pods' identities come from (see `driver.pods`)."""
+    if settings.flexvolume_pod_source == "kubelet-options" or settings.flexvolume_socket is None:
+        return KubeletOptions(), None
+    if config is None:
+        raise InvalidArgument(
+            "--flexvolume-pod-source api needs the API server: run in a pod with a service"
+            " account or pass --kubeconfig (or, only without an API server, choose"
+            " --flexvolume-pod-source kubelet-options)"
+        )
+    if not node_id:
+        raise InvalidArgument("--flexvolume-pod-source api needs --nodeid (this node's name)")
+    pods = NodePods.for_node(config, node_id).start()
+    return ApiPods(pods, settings.flexvolume_pod_wait), pods
+
+
 def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
     metrics = metrics or Metrics()
+    kube = kube_config(settings)
+    node_id = settings.node_id or socket.gethostname()
+    source, pods = pod_source(settings, kube, node_id)
+    events = (
+        EventRecorder(make_client(kube, field_manager="kv-driver"), "kv-driver", node_id)
+        if kube is not None
+        else None
+    )
     cloud = (
         load_cloud_config(settings.cloud_config)
         if settings.cloud_config
@@ -101,6 +149,7 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         metrics=metrics,
         poll_interval=settings.rotation_poll_interval,
         clock=time.time,
+        on_kept=KeptFilesEvents(events) if events is not None else None,
     )
     upkeep = Upkeep(resolver=resolver, placement=placement, ledger=ledger, metrics=metrics)
     # Rotation checks run on their own pool so a long cycle never starves publishes.
@@ -135,4 +184,7 @@ def build_core(settings: Settings, metrics: Metrics | None = None) -> Core:
         session,
         azure_session,
         (executor, rotation_pool),
+        source,
+        pods,
+        events,
     )

@@ -141,6 +141,33 @@ class Settings:
             "(env NO_PROXY / no_proxy)"
         },
     )
+    kubeconfig: Path | None = field(
+        default=None,
+        metadata={
+            "help": "kubeconfig for the API server (FlexVolume pod verification, Events); unset:"
+            " the in-cluster service account when running in a pod, else no API access"
+        },
+    )
+    flexvolume_pod_source: str = field(
+        default="api",
+        metadata={
+            "help": "where a FlexVolume pod's name, namespace, service account and fsGroup come"
+            " from: api (this node's pods, looked up by the uid in the mount dir; options that"
+            " disagree are refused) or kubelet-options (trusted as given: a pod can claim another"
+            " pod's identity; only for runs without an API server)"
+        },
+    )
+    flexvolume_pod_wait: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a FlexVolume mount waits for its pod to appear in the node's pod"
+            " cache before failing with a retryable error"
+        },
+    )
+    in_cluster: bool = field(
+        default=False,
+        metadata={"help": "running in a pod (KUBERNETES_SERVICE_HOST is set); not a flag"},
+    )
     vm_identity_policy: Path | None = field(
         default=None,
         metadata={
@@ -186,6 +213,12 @@ def add_daemon_flags(parser: argparse.ArgumentParser) -> None:
     flag("keyvault_rate_window", type=parse_duration, default=d.keyvault_rate_window)
     flag("https_proxy", default=env("HTTPS_PROXY") or env("https_proxy") or d.https_proxy)
     flag("no_proxy", default=env("NO_PROXY") or env("no_proxy") or d.no_proxy)
+    flag("kubeconfig", type=Path, default=None)
+    flag(
+        "flexvolume_pod_source", choices=("api", "kubelet-options"), default=d.flexvolume_pod_source
+    )
+    flag("flexvolume_pod_wait", type=parse_duration, default=d.flexvolume_pod_wait)
+    parser.set_defaults(in_cluster=bool(env("KUBERNETES_SERVICE_HOST")))
     flag("vm_identity_policy", type=Path, default=env("KV_VM_IDENTITY_POLICY") or None)
 
 

@@ -17,7 +17,7 @@ from types import FrameType
 import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from azcommon.errors import InvalidArgument
+from azcommon.errors import InvalidArgument, KvError
 from driver.app import Core, build_core
 from driver.config import Settings
 from driver.csi.controller import placeholder_controller
@@ -120,7 +120,16 @@ class Daemon:
         serve_unix(self._grpc, self.socket)
         log.info("CSI endpoint listening on %s", self.socket)
         if self.settings.flexvolume_socket:
-            self._bridge = FlexBridge(self.settings.flexvolume_socket, self.core.engine)
+            if self.core.pods is None:
+                log.warning(
+                    "INSECURE: --flexvolume-pod-source kubelet-options: FlexVolume pods are"
+                    " trusted to name themselves, so a pod can write another pod's name in its"
+                    " options and mount with that pod's identity; use it only without an API"
+                    " server (tests, demos)"
+                )
+            self._bridge = FlexBridge(
+                self.settings.flexvolume_socket, self.core.engine, self.core.pod_source
+            )
             self._bridge.start()
             log.info("FlexVolume bridge listening on %s", self.settings.flexvolume_socket)
         if self.settings.provider_socket:
@@ -241,7 +250,12 @@ class Daemon:
 
 
 def run_daemon(settings: Settings) -> int:
-    daemon = Daemon(settings, build_core(settings))
+    try:
+        core = build_core(settings)
+    except KvError as exc:
+        log.error("start-up failed: %s", exc)
+        return 2
+    daemon = Daemon(settings, core)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: shutting down", signum)

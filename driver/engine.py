@@ -39,13 +39,16 @@ class Engine:
         metrics: Metrics,
         poll_interval: float,
         clock: Callable[[], float] = time.time,
+        on_kept: Callable[[VolumeRecord, KvError], None] | None = None,
     ) -> None:
+        """`on_kept` hears of every republish that kept old files (an Event on the pod)."""
         self._resolver = resolver
         self._placement = placement
         self._ledger = ledger
         self._metrics = metrics
         self._poll_interval = poll_interval
         self._clock = clock
+        self._on_kept = on_kept
 
     # -- front-door use-cases -------------------------------------------------------------------
 
@@ -143,6 +146,11 @@ class Engine:
             existing.volume_id,
             exc,
         )
+        if self._on_kept is not None:
+            try:
+                self._on_kept(existing, exc)
+            except Exception:  # reporting is best effort; the answer stays OK
+                log.warning("reporting the kept files of %s failed", existing.volume_id)
         return True
 
     def _record(

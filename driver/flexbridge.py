@@ -17,7 +17,7 @@ the FlexVolume JSON object the shim prints: `{"status":"Success"}` or
 (success or failure), 400/404/405/411/413 for a malformed call. The mount call may take as long
 as the engine needs (NMI identity assignment can take a minute); the shim waits up to 100 s.
 
-Mount: `options` are kubelet's FlexVolume options, passed to the engine raw as the attributes of
+Mount: `options` are kubelet's FlexVolume options, passed to the engine (pod identity verified, below) as the attributes of
 a `PublishRequest(source="flexvolume")` (the user's options plus kubernetes.io/pod.*,
 kubernetes.io/serviceAccount.name, kubernetes.io/readwrite, kubernetes.io/fsType and the base64
 kubernetes.io/secret/* values). FlexVolume has no read-only requirement, so
@@ -29,6 +29,11 @@ dir, so the id is derived from what both calls know: the normalised mount dir (h
 uid parsed from kubelet's path `<kubelet-root>/pods/<uid>/volumes/azure~kv/<name>` (when the dir
 has that shape; the uid makes the id readable). At mount, a `kubernetes.io/pod.uid` option that
 disagrees with the uid in the path is rejected.
+
+Pod identity: the options' `kubernetes.io/pod.*`, `serviceAccount.name` and fsGroup keys can be
+written by the pod itself (kubelet applies the pod's options after its own), so a `PodSource`
+(`driver.pods`) turns the options into the attributes the engine gets: with the API server, the
+pod is looked up by the uid in the mount dir and options that disagree are refused.
 
 Unmount always goes to the engine, which unmounts and removes the dir if it is there and succeeds
 if it is absent, even for a dir it never mounted (kubelet retries unmounts after restarts).
@@ -58,6 +63,7 @@ from typing import Any, ClassVar
 from azcommon.errors import InvalidArgument, KvError
 from azcommon.log import log_unexpected
 from driver.contract import PublishRequest, VolumeService
+from driver.pods import PodSource
 
 MAX_BODY = 1024 * 1024
 POD_UID_KEY = "kubernetes.io/pod.uid"
@@ -94,10 +100,15 @@ class FlexBridge:
     """Serves the shim's calls on `socket_path` and forwards them to `engine`."""
 
     def __init__(
-        self, socket_path: Path, engine: VolumeService, logger: logging.Logger | None = None
+        self,
+        socket_path: Path,
+        engine: VolumeService,
+        pods: PodSource,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.engine = engine
+        self.pods = pods
         self.log = logger or logging.getLogger(__name__)
         self._server: _UnixHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -160,14 +171,11 @@ class FlexBridge:
     def mount(self, target: str, options: Mapping[str, str]) -> Reply:
         path_uid = pod_uid_from_path(target)
         volume_id = flex_volume_id(path_uid, target)
-        pod = "/".join(
-            options.get(k, "") for k in ("kubernetes.io/pod.namespace", "kubernetes.io/pod.name")
-        )
+        # The pod named in the options is what it claims to be, not yet verified.
         self.log.info(
-            "flexvolume mount %s volume=%s pod=%s option keys=%s",
+            "flexvolume mount %s volume=%s option keys=%s",
             target,
             volume_id,
-            pod,
             ",".join(sorted(options)),
         )
 
@@ -178,10 +186,13 @@ class FlexBridge:
                     f"{POD_UID_KEY} {option_uid!r} does not match the pod uid {path_uid!r} "
                     f"in the mount dir {target}"
                 )
+            # Before anything else runs (NMI above all): the pod's identity from a source the
+            # pod cannot write, or a refusal.
+            attributes = self.pods.attributes(target, path_uid, options)
             request = PublishRequest(
                 volume_id=volume_id,
                 target_path=Path(target),
-                attributes=dict(options),
+                attributes=attributes,
                 source="flexvolume",
                 readonly=True,
             )

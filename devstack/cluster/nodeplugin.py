@@ -66,6 +66,7 @@ class NodePlugin:
             "--kubelet-registration-path", str(self.csi_socket),
             "--state-dir", str(self.state_dir),
             "--flexvolume-socket", flex_env(root)["KV_FLEX_SOCKET"],
+            "--kubeconfig", str(cluster.kubeconfig),
             "--cloud-config", cloud_config,
             "--metrics-addr", "127.0.0.1:0",
             "--rotation-poll-interval", "2s",

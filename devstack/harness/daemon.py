@@ -65,6 +65,7 @@ class DaemonProcess(CsiEndpoint):
             "--mount-mode", mount_mode,
             "--cloud-config", str(devstack.cloud_config),
             "--flexvolume-socket", str(self.flex_socket),
+            "--flexvolume-pod-source", "kubelet-options",  # no API server here
             "--nmi-deadline", nmi_deadline,
             "--request-timeout", request_timeout,
         ]  # fmt: skip

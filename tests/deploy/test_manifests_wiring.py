@@ -151,11 +151,34 @@ def test_only_the_node_plugin_is_privileged(full: list[Doc]) -> None:
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def test_node_plugin_needs_no_api_access(full: list[Doc]) -> None:
-    spec = pod_spec(by(full, "DaemonSet", "kv-csi-node"))
-    assert spec["automountServiceAccountToken"] is False
-    bound = {s["name"] for d in full for s in d.get("subjects", [])}
-    assert "kv-csi-node" not in bound
+def test_node_plugin_reads_only_its_pods_and_writes_only_events(full: list[Doc]) -> None:
+    """Issue 14, item 1: FlexVolume pod identity from the API server, with the least access."""
+    ds = by(full, "DaemonSet", "kv-csi-node")
+    spec = pod_spec(ds)
+    assert spec["automountServiceAccountToken"] is True
+    assert (
+        by(full, "ServiceAccount", "kv-csi-node").get("automountServiceAccountToken") is not False
+    )
+    (c,) = spec["containers"]
+    args = [a.replace("$(KUBE_NODE_NAME)", "node-0") for a in c["args"]]
+    settings = parse_settings(args)
+    assert settings.flexvolume_pod_source == "api"
+    assert settings.kubeconfig is None  # in-cluster: the pod's service account
+    bindings = [
+        d for d in full
+        if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+        and any(s["name"] == "kv-csi-node" for s in d.get("subjects", []))
+    ]  # fmt: skip
+    assert [b["roleRef"]["name"] for b in bindings] == ["kv-csi-node"]
+    role = by(full, "ClusterRole", "kv-csi-node")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("",), ("pods",)): {"get", "list", "watch"},
+        (("",), ("events",)): {"create", "patch"},
+    }
+    # The installer still talks to nobody.
+    installer = by(full, "ServiceAccount", "kv-flexvolume-installer")
+    assert installer["automountServiceAccountToken"] is False
 
 
 def installer_dir(docs: list[Doc]) -> str:

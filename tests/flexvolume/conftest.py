@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from driver.flexbridge import FlexBridge
+from driver.pods import KubeletOptions
 from tests.flexvolume.recording_engine import RecordingEngine
 
 
@@ -56,5 +57,5 @@ def socket_path(short_dir: Path) -> Path:
 
 @pytest.fixture
 def bridge(socket_path: Path, engine: RecordingEngine) -> Iterator[FlexBridge]:
-    with FlexBridge(socket_path, engine) as running:
+    with FlexBridge(socket_path, engine, KubeletOptions()) as running:
         yield running

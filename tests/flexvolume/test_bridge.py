@@ -18,6 +18,7 @@ from azcommon.errors import NotFound, PermissionDenied, Unavailable
 from devstack.harness.attributes import go_json
 from devstack.harness.shim import ShimResult, run_shim
 from driver.flexbridge import FlexBridge, flex_volume_id, pod_uid_from_path
+from driver.pods import KubeletOptions
 from tests.flexvolume.kubelet import CLIENT_SECRET, MOUNT_DIR, UID, kubelet_options
 from tests.flexvolume.recording_engine import RecordingEngine
 
@@ -137,7 +138,7 @@ def test_stale_socket_is_replaced_at_start(
     socket_path.parent.mkdir(parents=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:
         old.bind(str(socket_path))  # left behind by a daemon that crashed
-    with FlexBridge(socket_path, engine):
+    with FlexBridge(socket_path, engine, KubeletOptions()):
         assert mount(socket_path, log_file).status == "Success"
 
 
@@ -147,14 +148,14 @@ def test_refuses_to_remove_a_file_that_is_not_a_socket(
     socket_path.parent.mkdir(parents=True)
     socket_path.write_text("not a socket")
     with pytest.raises(FileExistsError, match="not a unix socket"):
-        FlexBridge(socket_path, engine).start()
+        FlexBridge(socket_path, engine, KubeletOptions()).start()
     assert socket_path.read_text() == "not a socket"
 
 
 def test_stop_removes_the_socket_and_the_shim_then_says_unreachable(
     socket_path: Path, engine: RecordingEngine, log_file: Path
 ) -> None:
-    bridge = FlexBridge(socket_path, engine)
+    bridge = FlexBridge(socket_path, engine, KubeletOptions())
     bridge.start()
     bridge.stop()
     assert not socket_path.exists()
