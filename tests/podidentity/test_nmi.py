@@ -373,7 +373,7 @@ def test_a_recreated_pod_never_sees_its_predecessors_assignment(world: World) ->
     world.assign(pod, world.identity("id-a"), uid="uid-of-the-pod-before")
     nmi = world.nmi()
     world.wait_for(nmi, assigned=1, pods=1)
-    status, headers, body = from_pod(nmi, pod["ip"])
+    status, headers, _body = from_pod(nmi, pod["ip"])
     assert status == 503 and headers["retry-after"] == "2"
     world.assign(pod, world.identity("id-a"))  # MIC rewrites it for the new pod
     world.wait_for(nmi, assigned=1)

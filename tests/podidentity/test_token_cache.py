@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -57,10 +58,8 @@ def test_an_expired_token_is_never_served_and_failures_are_not_cached() -> None:
     cache = TokenCache(fetch, margin=300, clock=clock)
     cache.get(identity("a"), "r")
     clock.now += 700
-    try:
+    with contextlib.suppress(RuntimeError):
         cache.get(identity("a"), "r")
-    except RuntimeError:
-        pass
     assert cache.get(identity("a"), "r").access_token == "t3"
 
 
