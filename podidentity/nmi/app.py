@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 import requests
 from lightkube.config.kubeconfig import SingleConfig
@@ -43,6 +44,7 @@ class Nmi:
     session: requests.Session
     nat: NatRules | None = None
     probe: ProbeServer | None = None
+    metrics: WSGIServer | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -64,9 +66,10 @@ class Nmi:
                 log.exception("removing the nat rules failed")
         self.server.shutdown()
         self.server.server_close()
-        if self.probe is not None:
-            self.probe.shutdown()
-            self.probe.server_close()
+        for extra in (self.probe, self.metrics):
+            if extra is not None:
+                extra.shutdown()
+                extra.server_close()
         self.pods.stop()
         self.identities.stop()
 
@@ -114,7 +117,7 @@ def build(
         threading.Thread(target=nmi.probe.serve_forever, name="probe", daemon=True).start()
     if settings.metrics_address:
         host, port = _hostport(settings.metrics_address)
-        start_http_server(port, host)
+        nmi.metrics, _ = start_http_server(port, host)
     log.info(
         "NMI serving on %s:%d for node %s (%s mode, %s matching, token cache %s)",
         settings.listen_address, nmi.port, settings.node, settings.operation_mode,

@@ -161,6 +161,9 @@ class NmiHandler(BaseHTTPRequestHandler):
         path = url.path
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         self._namespace = ""
+        proxied = not (TOKEN_PATH.match(path) or VARIANT_PATH.match(path) or HOST_PATH.match(path))
+        if not proxied:
+            self._drain()  # a body nobody reads would garble the next request on this connection
         if TOKEN_PATH.match(path):
             operation = "/metadata/identity/oauth2/token"
             status = self._pod_token(query)
@@ -238,6 +241,13 @@ class NmiHandler(BaseHTTPRequestHandler):
         return reply.status_code
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= 1 << 20:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
 
     def _metadata_ok(self) -> bool:
         return not self.server.metadata_header_required or self.headers.get("Metadata") == "true"

@@ -29,6 +29,7 @@ class PodView:
     uid: str
     ip: str
     phase: str
+    ips: tuple[str, ...]  # every address (dual-stack pods have two)
     host_network: bool
     labels: Mapping[str, str]
     owner: str  # "Kind/name" of the controlling owner, "" without one
@@ -53,14 +54,21 @@ def project_pod(raw: Mapping[str, Any]) -> PodView:
         uid=str(meta.get("uid") or ""),
         ip=str(status.get("podIP") or ""),
         phase=str(status.get("phase") or ""),
+        ips=_ips(status),
         host_network=bool(spec.get("hostNetwork")),
         labels=dict(meta.get("labels") or {}),
         owner=owner,
     )
 
 
+def _ips(status: Mapping[str, Any]) -> tuple[str, ...]:
+    found = [str(status.get("podIP") or "")]
+    found += [str(a.get("ip") or "") for a in status.get("podIPs") or ()]
+    return tuple(ip for ip in dict.fromkeys(found) if ip)
+
+
 def _by_ip(pod: PodView) -> list[str]:
-    return [pod.ip] if pod.ip else []
+    return list(pod.ips)
 
 
 def _by_uid(pod: PodView) -> list[str]:

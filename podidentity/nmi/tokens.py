@@ -291,13 +291,9 @@ class TokenCache:
         lifetime = max(0.0, token.expires_on - now)
         refresh_at = token.expires_on - min(self._margin, lifetime / 2)
         with self._lock:
+            # Bounded memory: expired tokens (deleted or changed identities) go on every insert.
+            for old in [k for k, e in self._entries.items() if e.token.expires_on <= now]:
+                del self._entries[old]
             self._entries[key] = _Entry(token, refresh_at)
             self._inflight.pop(key, None)
         flight.set_result(token)
-
-    def forget(self, identity: AzureIdentity) -> None:
-        """Drop every token of an identity (it was deleted or changed)."""
-        prefix = identity_key(identity)
-        with self._lock:
-            for key in [k for k in self._entries if k[:6] == prefix]:
-                del self._entries[key]

@@ -257,6 +257,24 @@ def test_other_paths_are_proxied_to_imds_and_instance_metadata_can_be_blocked(wo
     assert (status, body) == (403, b"Request blocked by AAD Pod Identity NMI\n")
 
 
+def test_healthz_says_active_and_metrics_count_the_requests(world: World) -> None:
+    pod = world.pod("app-0")
+    world.assign(pod, world.identity("id-a"))
+    nmi = world.nmi(probe_address="127.0.0.1:0", metrics_address="127.0.0.1:0")
+    world.wait_for(nmi, assigned=1, pods=1)
+    assert nmi.probe is not None and nmi.metrics is not None
+    probe = requests.get(f"http://127.0.0.1:{nmi.probe.server_address[1]}/healthz", timeout=10)
+    assert (probe.status_code, probe.text) == (200, "Active")
+    assert host_token(nmi, world.ns, "app-0").status_code == 200
+    metrics = requests.get(f"http://127.0.0.1:{nmi.metrics.server_address[1]}/metrics", timeout=10)
+    line = next(
+        ln for ln in metrics.text.splitlines()
+        if ln.startswith("aadpodidentity_nmi_operations_duration_seconds_count")
+        and 'operation_type="/host/token/"' in ln and f'namespace="{world.ns}"' in ln
+    )  # fmt: skip
+    assert float(line.rsplit(" ", 1)[1]) >= 1
+
+
 # -- who is calling ---------------------------------------------------------------------------
 
 
