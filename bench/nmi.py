@@ -206,9 +206,9 @@ def load(
             t0 = time.perf_counter()
             conn.request("GET", path, headers=headers_for(w))
             reply = conn.getresponse()
-            reply.read()
+            body = reply.read()
             if reply.status != 200:
-                raise RuntimeError(f"HTTP {reply.status}")
+                raise RuntimeError(f"HTTP {reply.status} from {source}: {body[:300]!r}")
             mine.append((time.perf_counter() - t0) * 1000.0)
         conn.close()
         with lock:
@@ -295,11 +295,11 @@ def run(ctx: Context) -> list[Row]:
                 headers={"Metadata": "true"},
             )
             reply = conn.getresponse()
-            reply.read()
+            body = reply.read()
             first.append((time.perf_counter() - t0) * 1000.0)
             conn.close()
             if reply.status != 200:
-                raise RuntimeError(f"first token: HTTP {reply.status}")
+                raise RuntimeError(f"first token: HTTP {reply.status}: {body[:300]!r}")
         overhead = median(first) - median(direct)
         rows.append(Row("first token for a pod, minus one IMDS round trip", overhead, "ms",
                         median(direct), "IMDS round trip", ("<=", 5.0),
