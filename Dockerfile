@@ -29,10 +29,6 @@ LABEL org.opencontainers.image.title="kv-driver" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# NMI (`kv-nmi`, same image) installs its nat rules with the iptables program.
-RUN apt-get update \
- && apt-get install --yes --no-install-recommends iptables \
- && rm -rf /var/lib/apt/lists/*
 # The wheel is bind-mounted from the build stage, so it leaves no layer behind. The packaging
 # tools go afterwards: the image only runs code.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \

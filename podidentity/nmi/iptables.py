@@ -47,10 +47,17 @@ class NatRules:
         self._thread: threading.Thread | None = None
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.iptables, "-w", "5", "-t", "nat", *args],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+        try:
+            result = subprocess.run(
+                [self.iptables, "-w", "5", "-t", "nat", *args],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the program {self.iptables!r} is not installed: NMI needs it for the nat rules "
+                "that intercept pods' IMDS requests (or run with --iptables=false, and only "
+                "/host/token/ is served to pods' node components)"
+            ) from None
         if check and result.returncode != 0:
             raise RuntimeError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
         return result

@@ -22,7 +22,8 @@ IMDS = "http://169.254.169.254/metadata/identity/oauth2/token"
 def wget(cluster: Cluster, pod: str, url: str, metadata: bool = True) -> tuple[int, str]:
     """busybox wget from inside the pod: (exit status, stdout + the server's status lines)."""
     header = "--header 'Metadata: true' " if metadata else ""
-    script = f"wget -S -q -T 20 -O - {header}'{url}' 2>&1; echo \"rc=$?\""
+    # (no -T: busybox 1.35 wget crashes with it)
+    script = f"wget -S -q -O - {header}'{url}' 2>&1; echo \"rc=$?\""
     out = kube.exec_(cluster, pod, "sh", "-c", script)
     body, _, rc = out.rstrip().rpartition("rc=")
     return int(rc), body
