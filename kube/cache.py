@@ -154,7 +154,7 @@ class WatchCache(Generic[T]):
             self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         """Stop watching: from now on nothing is applied and no callback runs.
 
         The thread's client is closed, so its next request fails and the thread ends; a watch

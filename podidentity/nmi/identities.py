@@ -183,7 +183,7 @@ class IdentitySource:
 
     def stop(self) -> None:
         for cache in self.caches:
-            cache.stop(timeout=1)
+            cache.stop(timeout=0.1)  # see PodDirectory.stop
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

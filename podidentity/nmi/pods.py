@@ -90,7 +90,9 @@ class PodDirectory:
         return self
 
     def stop(self) -> None:
-        self.cache.stop()
+        # An idle watch only ends when the server closes it; the thread is a daemon that acts
+        # on nothing after stop, so there is no point in waiting for it.
+        self.cache.stop(timeout=0.1)
 
     def get(self, namespace: str, name: str) -> PodView | None:
         return self.cache.get(namespace, name)
