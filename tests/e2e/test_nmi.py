@@ -29,6 +29,12 @@ def wget(cluster: Cluster, pod: str, url: str, metadata: bool = True) -> tuple[i
     return int(rc), body
 
 
+def raw_get(cluster: Cluster, pod: str, path: str) -> str:
+    """The whole HTTP answer (status line, headers, body) to a request for 169.254.169.254."""
+    request = f"GET {path} HTTP/1.0\\r\\nHost: 169.254.169.254\\r\\nMetadata: true\\r\\n\\r\\n"
+    return kube.exec_(cluster, pod, "sh", "-c", f"printf '{request}' | nc 169.254.169.254 80")
+
+
 def claims(token_json: str) -> dict[str, Any]:
     start = token_json.index("{")
     token = json.loads(token_json[start : token_json.rindex("}") + 1])["access_token"]
@@ -98,8 +104,8 @@ def test_another_pods_identity_is_refused_and_unassigned_pods_get_503_retry_afte
     other_uid = kube.get(cluster, "pod", "other")["metadata"]["uid"]
     apply(cluster, assigned("other", identity(e2e_devstack, "no-access"), cluster.node_name,
                             state="Created", pod_uid=other_uid))  # fmt: skip
-    rc, out = wget(cluster, "other", f"{IMDS}?api-version=2018-02-01&resource={VAULT}")
-    assert rc != 0 and "503" in out and "Retry-After: 3" in out, out
+    answer = raw_get(cluster, "other", f"/metadata/identity/oauth2/token?resource={VAULT}")
+    assert answer.startswith("HTTP/1.1 503") and "\r\nRetry-After: 3\r\n" in answer, answer
     # Without the Metadata header, IMDS's own answer.
     rc, out = wget(cluster, "owner", url, metadata=False)
     assert rc != 0 and "400" in out
