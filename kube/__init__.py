@@ -7,3 +7,18 @@ needs, idempotent writes, Events, and leader election on a `coordination.k8s.io/
 Dependency rule: `kube` knows no product domain; it may use `azcommon` for logging, and it never
 imports `driver` or `podidentity`.
 """
+
+from kube.cache import Backoff, Change, ChangeType, WatchCache
+from kube.client import load_config, make_client
+from kube.events import EventRecorder, Ref
+
+__all__ = [
+    "Backoff",
+    "Change",
+    "ChangeType",
+    "EventRecorder",
+    "Ref",
+    "WatchCache",
+    "load_config",
+    "make_client",
+]

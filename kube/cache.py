@@ -3,7 +3,8 @@
 `WatchCache` keeps a projection of every object a selector matches, in memory, current within
 the watch's latency, so readers never call the API server:
 
-- **list** (in chunks, so a large collection never sits in memory twice), then **watch** from the
+- **list** (in chunks when unselected, so a large collection never sits in memory twice; a
+  selected list comes whole, see `_relist`), then **watch** from the
   list's `resourceVersion`; a dropped watch reconnects from the last version it saw, with
   exponential backoff and jitter; **410 Gone** (the version is too old) relists and reconciles the
   difference as changes, so consumers miss nothing;
@@ -111,7 +112,7 @@ class WatchCache(Generic[T]):
         labels: Mapping[str, str] | None = None,
         indexes: Mapping[str, Callable[[T], Iterable[str]]] | None = None,
         on_change: Callable[[Change[T]], None] | None = None,
-        chunk_size: int = 500,
+        chunk_size: int | None = 500,
         server_timeout: int = 60,
         backoff: Backoff = Backoff(),
         client_factory: Callable[[SingleConfig], Client] | None = None,
@@ -153,7 +154,7 @@ class WatchCache(Generic[T]):
             self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         """Stop watching: from now on nothing is applied and no callback runs.
 
         The thread's client is closed, so its next request fails and the thread ends; a watch
@@ -271,7 +272,12 @@ class WatchCache(Generic[T]):
         return kwargs
 
     def _relist(self, client: Client) -> None:
-        listing = client.list(self._resource, chunk_size=self._chunk_size, **self._selectors())
+        # Paginated lists with a selector lose items on some API servers (seen on v1.24.0: a
+        # field-selected list of 250 pods among 1,500 came back with 198 with limit=500, the
+        # same with kubectl --chunk-size). A selected list is small anyway: it is not chunked.
+        selected = bool(self._fields or self._labels)
+        chunk = None if selected else self._chunk_size
+        listing = client.list(self._resource, chunk_size=chunk, **self._selectors())
         fresh: dict[Key, T] = {}
         for obj in listing:
             raw = _as_dict(obj)

@@ -16,6 +16,7 @@ from pathlib import Path
 from devstack.client import Devstack
 from devstack.cluster import Cluster, ComponentError, missing
 from devstack.cluster.images import APP_IMAGE_SHORT
+from devstack.cluster.nmi import ClusterNmi
 from devstack.cluster.nodeplugin import NodePlugin, flex_env, install
 
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -66,9 +67,10 @@ def main() -> int:
     stack: Devstack | None = None
     cluster = Cluster(work / "cluster", kubelet_env=flex_env(work / "driver"))
     plugin: NodePlugin | None = None
+    nmi: ClusterNmi | None = None
     try:
-        say("== 1. Devstack (Key Vault, Entra ID, NMI on 127.0.0.1:2579)")
-        stack = Devstack.start(work / "devstack", extra_args=["--nmi-port", "2579"])
+        say("== 1. Devstack (Key Vault, Entra ID, IMDS, Resource Manager)")
+        stack = Devstack.start(work / "devstack")
         say("== 2. A real single-node Kubernetes: etcd, apiserver, scheduler, containerd, kubelet")
         cluster.up()
         say(f"   node {cluster.node_name} Ready after {cluster.bring_up_seconds:.1f}s")
@@ -77,6 +79,11 @@ def main() -> int:
         install(cluster)
         plugin = NodePlugin(work / "driver", cluster, stack.cloud_config).start()
         say("   kubelet registered kv.csi.azure.com (CSINode)")
+        say("   our NMI (kv-nmi) on the node, 127.0.0.1:2579, intercepting pods' IMDS traffic;")
+        say("   AzureIdentity + binding + AzureAssignedIdentity as MIC would write them")
+        nmi = ClusterNmi(cluster, stack, work / "nmi")
+        nmi.seed()
+        nmi.start()
         say("== 4. kubectl apply -f seed-pod.yaml (nginx-flex-kv-podid, flexVolume azure/kv)")
         cluster.kubectl("apply", "-f", "-", input=SEED_POD)
         cluster.kubectl(
@@ -110,6 +117,8 @@ def main() -> int:
     finally:
         if plugin is not None:
             plugin.stop()
+        if nmi is not None:
+            nmi.stop()
         problems = cluster.down()
         if stack is not None:
             stack.stop()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from driver.config import parse_settings
+from podidentity.nmi.config import parse_settings as nmi_settings
 from tests.deploy.manifest_checks import (
     AKS_PLUGIN_DIR,
     DRIVER,
@@ -54,11 +55,8 @@ def test_images_are_pinned_by_tag(full: list[Doc]) -> None:
     images = {
         c["image"] for d in full if d["kind"] in ("DaemonSet", "Deployment") for c in containers(d)
     }
-    assert images == {
-        IMAGE,
-        "mcr.microsoft.com/oss/azure/aad-pod-identity/nmi:v1.8.17",
-        "mcr.microsoft.com/oss/azure/aad-pod-identity/mic:v1.8.17",
-    }
+    # NMI is ours (the driver's image, `kv-nmi`); MIC stays upstream's until ours lands.
+    assert images == {IMAGE, "mcr.microsoft.com/oss/azure/aad-pod-identity/mic:v1.8.17"}
     for path in EXAMPLES:
         for doc in load_docs(path):
             if doc["kind"] == "Pod":
@@ -211,15 +209,29 @@ def test_pod_identity_is_wired_to_its_own_namespace(full: list[Doc]) -> None:
     nmi = pod_spec(by(full, "DaemonSet", "aad-pod-identity-nmi"))
     assert nmi["hostNetwork"] is True
     (c,) = nmi["containers"]
+    assert c["image"] == IMAGE and c["command"] == ["kv-nmi"]
     env = {e["name"]: e for e in c["env"]}
-    assert "--MICNamespace=$(POD_NAMESPACE)" in c["args"]
-    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-    assert set(c["securityContext"]["capabilities"]["add"]) == {
-        "NET_ADMIN",
-        "NET_RAW",
-        "DAC_READ_SEARCH",
-    }
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    # The flags parse with NMI's own parser, and mean what the driver expects: 127.0.0.1:2579.
+    settings = nmi_settings([a.replace("$(NODE_NAME)", "node-0") for a in c["args"]])
+    assert (settings.node, settings.listen_address, settings.port) == ("node-0", "127.0.0.1", 2579)
+    assert settings.iptables and not settings.cluster_wide
+    probe = c["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert settings.probe_address.endswith(f":{ports[probe['port']]}")
+    assert set(c["securityContext"]["capabilities"]["add"]) == {"NET_ADMIN", "NET_RAW"}
 
+
+def test_nmi_may_only_read_what_it_uses(full: list[Doc]) -> None:
+    role = by(full, "ClusterRole", "aad-pod-identity-nmi")
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs <= {"get", "list", "watch"}
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules[(("",), ("secrets",))] == {"get"}
+    assert rules[(("",), ("pods",))] == {"list", "watch"}
+
+
+def test_mic_can_reach_imds_through_its_exception(full: list[Doc]) -> None:
     mic = by(full, "Deployment", "aad-pod-identity-mic")
     exception = by(full, "AzurePodIdentityException", "mic-exception")
     assert exception["metadata"]["namespace"] == mic["metadata"]["namespace"]

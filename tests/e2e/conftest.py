@@ -1,7 +1,7 @@
 """The end-to-end tier: a real single-node Kubernetes (`devstack.cluster`), the node plugin as a
 host process registered with the real kubelet, the FlexVolume shim installed in kubelet's
-plugin dir, and a devstack of its own (NMI on the default port 2579, so the seed pod's options
-are exactly what users write).
+plugin dir, a devstack of its own, and our NMI on the node (port 2579, so the seed pod's options
+are exactly what users write; its nat rules intercept the pods' IMDS traffic).
 
 Without the binaries or packages the tier is skipped with the reason, except under `CI=true`,
 where it must run.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from devstack.client import Devstack
 from devstack.cluster import Cluster, missing
+from devstack.cluster.nmi import ClusterNmi
 from devstack.cluster.nodeplugin import NodePlugin, flex_env, install
 
 NMI_DEFAULT_PORT = 2579
@@ -45,19 +45,10 @@ def e2e_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def e2e_devstack(e2e_root: Path) -> Iterator[Devstack]:
-    extra = ["--nmi-port", str(NMI_DEFAULT_PORT)] if _port_free(NMI_DEFAULT_PORT) else []
-    stack = Devstack.start(e2e_root / "devstack", extra_args=extra)
+    # The devstack's NMI stand-in takes any free port: 2579 is our NMI's (the `nmi` fixture).
+    stack = Devstack.start(e2e_root / "devstack")
     try:
         yield stack
     finally:
@@ -91,7 +82,18 @@ def node_plugin(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Ite
 
 
 @pytest.fixture(scope="session")
-def nmi_options(e2e_devstack: Devstack) -> dict[str, str]:
+def nmi(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Iterator[ClusterNmi]:
+    """Our NMI on the node (intercepting pods' IMDS traffic), with the world's identities
+    assigned as MIC would assign them."""
+    ours = ClusterNmi(cluster, e2e_devstack, e2e_root / "nmi", NMI_DEFAULT_PORT)
+    ours.seed()
+    try:
+        yield ours.start()
+    finally:
+        ours.stop()
+
+
+@pytest.fixture(scope="session")
+def nmi_options(nmi: ClusterNmi) -> dict[str, str]:
     """What pod-identity volumes need beyond the user's options: nothing when NMI got 2579."""
-    port = e2e_devstack.nmi_port
-    return {} if port == NMI_DEFAULT_PORT else {"nmiport": str(port)}
+    return {} if nmi.port == NMI_DEFAULT_PORT else {"nmiport": str(nmi.port)}

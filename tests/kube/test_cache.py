@@ -195,3 +195,32 @@ def test_projection_returning_none_leaves_objects_out(
         eventually(lambda: len(cache) == 0)
     finally:
         cache.stop()
+
+
+def test_a_selected_list_among_many_objects_is_complete(
+    apiserver: ApiServer, config: SingleConfig, namespace: str
+) -> None:
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    session.cert = (str(apiserver.lay.pki / "admin.crt"), str(apiserver.lay.pki / "admin.key"))
+    session.verify = str(apiserver.lay.pki / "ca.crt")
+    url = f"{apiserver.server}/api/v1/namespaces/{namespace}/pods"
+
+    def create(i: int) -> None:
+        node = "node-a" if i % 5 == 0 else "node-b"
+        session.post(url, data=pod(f"p{i}", node, namespace), timeout=30).raise_for_status()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(1250)))
+    cache = WatchCache(
+        config, Pod, project, namespace=namespace, fields={"spec.nodeName": "node-a"}
+    ).start()  # fmt: skip
+    try:
+        assert cache.wait_synced(60)
+        assert len(cache) == 250
+    finally:
+        cache.stop()
