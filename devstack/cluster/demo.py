@@ -8,6 +8,7 @@ with kubectl exec, deletes the pod and takes everything down again.
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -52,6 +53,15 @@ spec:
 """
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -67,8 +77,11 @@ def main() -> int:
     cluster = Cluster(work / "cluster", kubelet_env=flex_env(work / "driver"))
     plugin: NodePlugin | None = None
     try:
-        say("== 1. Devstack (Key Vault, Entra ID, NMI on 127.0.0.1:2579)")
-        stack = Devstack.start(work / "devstack", extra_args=["--nmi-port", "2579"])
+        say("== 1. Devstack (Key Vault, Entra ID, NMI on 127.0.0.1, the default port 2579 if free)")
+        free = _port_free(2579)
+        stack = Devstack.start(work / "devstack", extra_args=["--nmi-port", "2579"] if free else [])
+        seed = SEED_POD if free else SEED_POD + f'        nmiport: "{stack.nmi_port}"\n'
+        say(f"   NMI on 127.0.0.1:{stack.nmi_port}")
         say("== 2. A real single-node Kubernetes: etcd, apiserver, scheduler, containerd, kubelet")
         cluster.up()
         say(f"   node {cluster.node_name} Ready after {cluster.bring_up_seconds:.1f}s")
@@ -78,7 +91,7 @@ def main() -> int:
         plugin = NodePlugin(work / "driver", cluster, stack.cloud_config).start()
         say("   kubelet registered kv.csi.azure.com (CSINode)")
         say("== 4. kubectl apply -f seed-pod.yaml (nginx-flex-kv-podid, flexVolume azure/kv)")
-        cluster.kubectl("apply", "-f", "-", input=SEED_POD)
+        cluster.kubectl("apply", "-f", "-", input=seed)
         cluster.kubectl(
             "wait",
             "--for=condition=Ready",
