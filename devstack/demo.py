@@ -81,7 +81,7 @@ def main() -> int:
         registry = node / "plugins_registry"
         flex_sock = node / "run" / "flex.sock"
         registry.mkdir(parents=True)
-        log = (work / "azcommon.log").open("wb")
+        log = (work / "driver.log").open("wb")
         daemon = subprocess.Popen(
             [
                 sys.executable, "-m", "driver",
@@ -231,7 +231,7 @@ def main() -> int:
         daemon.send_signal(signal.SIGTERM)
         say(f"   kv-csi-driver exited with {daemon.wait(15)}")
         daemon = None
-        say(f"\nDemo finished in {time.monotonic() - started:.1f}s. Logs: {work}/azcommon.log")
+        say(f"\nDemo finished in {time.monotonic() - started:.1f}s. Logs: {work}/driver.log")
         return 0 if not left else 1
     finally:
         if daemon is not None:

@@ -25,13 +25,15 @@ import requests
 
 from devstack.cluster import components, images, teardown
 from devstack.cluster.binaries import Binaries, BinaryNotFound, missing
-from devstack.cluster.components import BRIDGE, SA_ISSUER_DEFAULT, Layout
+from devstack.cluster.components import SA_ISSUER_DEFAULT, Layout
 from devstack.cluster.host import (
+    HOST_BINDS,
     HostSnapshot,
+    bind_host_paths,
+    make_cgroup_root,
     mount_hugetlb,
     node_name,
     restore_sysctls,
-    undo_iptables,
 )
 from devstack.cluster.pki import Pki
 from devstack.cluster.process import Component, ComponentError
@@ -129,28 +131,52 @@ class Cluster:
     # -- bring-up ------------------------------------------------------------------------------
 
     def up(self) -> Cluster:
+        """Bring everything up. Ports are picked free, then bound by the components: if another
+        process took one in between, the whole bring-up is retried once with new ports."""
         started = time.monotonic()
+        try:
+            self._up_once()
+        except ComponentError as exc:
+            if "address already in use" not in str(exc):
+                raise
+            self._up_once()
+        self.bring_up_seconds = time.monotonic() - started
+        self._save()
+        return self
+
+    def _up_once(self) -> None:
         self.bin = Binaries.find()
+        self.components = {}
         if (self.root / STATE_FILE).exists():
             Cluster.load(self.root).down()
-        for leftover in ("pki", "etcd", "containerd", "cni", "kubelet", "logs"):
+        for leftover in (
+            "pki",
+            "etcd",
+            "containerd",
+            "cni",
+            "kubelet",
+            "logs",
+            "kv-driver-run",
+            "host",
+        ):
             shutil.rmtree(self.root / leftover, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
         ports = _free_ports(7)
         self.layout = Layout(self.root, node_name(), *ports)
-        snapshot = HostSnapshot.take(str(self.bin.iptables))
+        snapshot = HostSnapshot.take()
         snapshot.save(self.root / HOST_FILE)
         self._save()
         try:
             snapshot.mounted_hugetlb, snapshot.created_hugetlb_dir = mount_hugetlb()
             snapshot.save(self.root / HOST_FILE)
+            snapshot.cgroup_dirs = make_cgroup_root(self.lay.cgroup_root)
+            snapshot.save(self.root / HOST_FILE)
+            snapshot.created_paths = bind_host_paths(self.root)
+            snapshot.save(self.root / HOST_FILE)
             self._bring_up()
         except BaseException:
             self.down()
             raise
-        self.bring_up_seconds = time.monotonic() - started
-        self._save()
-        return self
 
     def _start(self, name: str, argv: list[str]) -> Component:
         env = {**os.environ, **self.kubelet_env} if name == "kubelet" else None
@@ -311,19 +337,19 @@ class Cluster:
             if component is None:
                 continue
             if name == "containerd":
-                teardown.kill_pod_processes()
+                teardown.kill_pod_processes(self.lay.cgroup_root)
             component.stop(grace=5 if name == "kube-scheduler" else 15)
         teardown.kill_shims(self.lay.containerd_socket)
-        teardown.kill_pod_processes()
+        teardown.kill_pod_processes(self.lay.cgroup_root)
+        for host_path, _ in HOST_BINDS:
+            problems += [f"still mounted: {p}" for p in teardown.unmount_under(host_path)]
         problems += [f"still mounted: {p}" for p in teardown.unmount_under(str(self.root))]
         snapshot_file = self.root / HOST_FILE
         snapshot = HostSnapshot.load(snapshot_file) if snapshot_file.exists() else HostSnapshot()
-        teardown.remove_new_entries(snapshot)
-        teardown.delete_bridge(str(self.bin.ip) if self.bin else "ip", BRIDGE)
-        problems += [f"cgroup left: {d}" for d in teardown.remove_cgroups()]
+        teardown.remove_created_paths(snapshot.created_paths)
+        teardown.delete_bridge(str(self.bin.ip) if self.bin else "ip", self.lay.bridge)
+        problems += [f"cgroup left: {d}" for d in teardown.remove_cgroups(self.lay.cgroup_root)]
         teardown.undo_hugetlb(snapshot)
-        if self.bin is not None and snapshot.iptables:
-            undo_iptables(str(self.bin.iptables), snapshot.iptables)
         restore_sysctls(snapshot.sysctls)
         for name, component in self.components.items():
             if component.running():

@@ -13,12 +13,11 @@ from pathlib import Path
 import yaml
 
 from devstack.cluster.binaries import Binaries
+from devstack.cluster.host import cluster_id
 from devstack.cluster.images import PAUSE_IMAGE
 from devstack.cluster.pki import Pki
 
 SERVICE_CIDR = "10.96.0.0/24"
-POD_CIDR = "10.88.0.0/16"
-BRIDGE = "kvbr0"
 CNI_NETWORK = "kv-cluster"
 SA_ISSUER_DEFAULT = "https://kubernetes.default.svc.cluster.local"
 
@@ -36,6 +35,19 @@ class Layout:
     scheduler_port: int
     kubelet_port: int
     kubelet_healthz_port: int
+
+    # Named after the state dir, so clusters running at the same time keep apart.
+    @property
+    def bridge(self) -> str:
+        return f"kvbr{cluster_id(self.root)}"
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"10.88.{int(cluster_id(self.root)[:2], 16)}.0/24"
+
+    @property
+    def cgroup_root(self) -> str:
+        return f"/kv-{cluster_id(self.root)}"
 
     @property
     def pki(self) -> Path:
@@ -65,13 +77,16 @@ class Layout:
     def cni_conf_dir(self) -> Path:
         return self.root / "cni" / "net.d"
 
+    # kubelet's root, its FlexVolume dir and the driver's run dir are at the paths deploy/'s
+    # manifests use, so the DaemonSets run unchanged; each is a bind mount of a directory in
+    # the state dir (host.HOST_BINDS), so the data stays under the state dir.
     @property
     def kubelet_root(self) -> Path:
-        return self.root / "kubelet"
+        return Path("/var/lib/kubelet")
 
     @property
     def volume_plugin_dir(self) -> Path:
-        return self.root / "volume-plugins"
+        return Path("/etc/kubernetes/volumeplugins")
 
     @property
     def kubeconfig(self) -> Path:
@@ -220,7 +235,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": BRIDGE,
+                "bridge": lay.bridge,
                 # A gateway address on the bridge: pods can reach the node, so node-level
                 # interception of pod traffic can be tested. No masquerade: pods reach nothing
                 # beyond this node.
@@ -229,7 +244,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": POD_CIDR}]],
+                    "ranges": [[{"subnet": lay.pod_cidr}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
                     "dataDir": str(lay.root / "cni" / "ipam"),
                 },
@@ -265,8 +280,10 @@ def kubelet(b: Binaries, lay: Layout, pki: Pki) -> list[str]:
             "x509": {"clientCAFile": str(pki.ca.cert)},
         },
         "authorization": {"mode": "Webhook"},
-        # cgroup v1 with the cgroupfs driver (no systemd here).
+        # cgroup v1 with the cgroupfs driver (no systemd here), under a root of this cluster's
+        # own: kubelet kills processes in pod cgroups it does not know.
         "cgroupDriver": "cgroupfs",
+        "cgroupRoot": lay.cgroup_root,
         "failSwapOn": False,
         # No iptables chains of kubelet's own: nothing to undo on teardown.
         "makeIPTablesUtilChains": False,

@@ -1,13 +1,25 @@
-"""What a cluster changes on the host, recorded before bring-up so teardown can undo exactly it.
+"""What a cluster changes on the host, and how it stays out of other clusters' way.
 
-- sysctls kubelet and the CNI bridge plugin set (overcommit, panic, ip_forward ...);
-- the `hugetlb` cgroup hierarchy, mounted when missing (kubelet always sends hugetlb limits);
-- iptables rules and chains (none are expected: kubelet's are turned off; recorded anyway);
-- kubelet's pod logs under /var/log, network namespaces under /run/netns, CNI's result cache.
+Several clusters may run on one machine at once (each test run in its own mount namespace), so
+everything a cluster touches is its own:
+
+- host paths that kubelet, containerd and CNI use whatever their flags say (kubelet v1.24
+  hard-codes its pod logs and device-plugin socket; containerd 1.6 its shim sockets; CNI its
+  network namespaces and result cache) and the paths deploy/'s manifests name are bind mounts
+  of directories in the state dir (`HOST_BINDS`); a mount point that did not exist is removed;
+- the pods' cgroups live under a cgroup root of the cluster's own (`/kv-<id>`), so neither a
+  kubelet's orphan cleanup nor a teardown touches another cluster's pods;
+- the CNI bridge and its subnet are named after the state dir.
+
+Recorded before bring-up and put back on teardown: sysctls kubelet and the bridge plugin set
+(overcommit, panic, ip_forward ...), and the `hugetlb` cgroup hierarchy, mounted when missing
+(kubelet always sends hugetlb limits). No iptables rule is added: kubelet's chains are turned
+off, the bridge does no masquerading, and there is no kube-proxy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -27,28 +39,22 @@ SYSCTLS = (
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 HUGETLB = CGROUP_ROOT / "hugetlb"
-# Host directories kubelet, containerd and CNI write to whatever their flags say (kubelet v1.24
-# hard-codes its pod logs and device-plugin socket; containerd 1.6 its shim sockets). New
-# entries in them are the cluster's and go on teardown; a root that did not exist goes whole.
-WATCHED_DIRS = (
-    "/var/log/pods",
-    "/var/log/containers",
-    "/run/netns",
-    "/var/lib/cni/results",
-    "/var/lib/cni/networks",
-    "/var/lib/kubelet/device-plugins",
-    "/run/containerd/s",
-    "/run/containerd/runc/k8s.io",
+# (host path, directory in the state dir bound onto it)
+HOST_BINDS = (
+    ("/var/lib/kubelet", "kubelet"),
+    ("/etc/kubernetes/volumeplugins", "volume-plugins"),
+    ("/run/kv-driver", "kv-driver-run"),
+    ("/var/log/pods", "host/log-pods"),
+    ("/var/log/containers", "host/log-containers"),
+    ("/run/netns", "host/netns"),
+    ("/var/lib/cni", "host/cni"),
+    ("/run/containerd", "host/run-containerd"),
 )
-CREATED_ROOTS = (
-    "/var/log/pods",
-    "/var/log/containers",
-    "/run/netns",
-    "/var/lib/cni",
-    "/var/lib/kubelet",
-    "/run/containerd",
-)
-IPTABLES_TABLES = ("filter", "nat", "mangle")
+
+
+def cluster_id(root: Path) -> str:
+    """A short id of this cluster's state dir, for its bridge, subnet and cgroup root."""
+    return hashlib.sha256(str(root).encode()).hexdigest()[:6]
 
 
 def _sysctl_path(name: str) -> Path:
@@ -79,53 +85,6 @@ def restore_sysctls(saved: dict[str, str]) -> list[str]:
     return restored
 
 
-def iptables_rules(iptables: str) -> dict[str, list[str]]:
-    rules: dict[str, list[str]] = {}
-    for table in IPTABLES_TABLES:
-        result = subprocess.run(
-            [iptables, "-w", "5", "-t", table, "-S"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-        if result.returncode == 0:
-            rules[table] = result.stdout.splitlines()
-    return rules
-
-
-def undo_iptables(iptables: str, before: dict[str, list[str]]) -> list[str]:
-    """Delete the rules, then the chains, that appeared since `before`; what was removed."""
-    removed: list[str] = []
-    now = iptables_rules(iptables)
-    for table, lines in now.items():
-        old = set(before.get(table, []))
-        new = [line for line in lines if line not in old]
-        for line in new:
-            if line.startswith("-A "):
-                args = ["-D", *line.split()[1:]]
-                subprocess.run([iptables, "-w", "5", "-t", table, *args], check=False, timeout=30)
-                removed.append(f"{table}: {line}")
-        for line in new:
-            if line.startswith("-N "):
-                chain = line.split()[1]
-                subprocess.run(
-                    [iptables, "-w", "5", "-t", table, "-F", chain], check=False, timeout=30
-                )
-                subprocess.run(
-                    [iptables, "-w", "5", "-t", table, "-X", chain], check=False, timeout=30
-                )
-                removed.append(f"{table}: chain {chain}")
-    return removed
-
-
-def listing(directory: str) -> list[str]:
-    try:
-        return sorted(p.name for p in Path(directory).iterdir())
-    except OSError:
-        return []
-
-
 def node_name() -> str:
     """The host name when it resolves to loopback (the API server dials kubelet by node name),
     else `localhost`."""
@@ -136,6 +95,44 @@ def node_name() -> str:
     except OSError:
         pass
     return "localhost"
+
+
+def bind_host_paths(root: Path) -> list[str]:
+    """Bind each HOST_BINDS path onto its directory in the state dir; the mount points this
+    created (removed again on teardown). kubelet's root is made shared, so Bidirectional mount
+    propagation (the node plugin pod's mounts into pods' volume dirs) reaches kubelet."""
+    created: list[str] = []
+    for host_path, name in HOST_BINDS:
+        source = root / name
+        source.mkdir(parents=True, exist_ok=True)
+        target = Path(host_path)
+        missing = [p for p in (target, *target.parents) if not p.exists()]
+        created.extend(str(p) for p in reversed(missing))
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "--bind", str(source), host_path], check=True, capture_output=True, timeout=30
+        )
+    subprocess.run(
+        ["mount", "--make-rshared", "/var/lib/kubelet"], check=True, capture_output=True, timeout=30
+    )
+    return created
+
+
+def make_cgroup_root(name: str) -> list[str]:
+    """Create `/<name>` in every cgroup v1 hierarchy (kubelet requires its cgroup root to
+    exist); cpuset needs its cpus and mems filled in from the parent before use."""
+    created = []
+    for hierarchy in sorted(p for p in CGROUP_ROOT.iterdir() if p.is_dir()):
+        if not (hierarchy / "cgroup.procs").exists() or hierarchy.name == "unified":
+            continue
+        path = hierarchy / name.strip("/")
+        if not path.exists():
+            path.mkdir()
+            created.append(str(path))
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if (path / knob).exists() and not (path / knob).read_text().strip():
+                (path / knob).write_text((hierarchy / knob).read_text())
+    return created
 
 
 def hugetlb_mounted() -> bool:
@@ -163,23 +160,17 @@ def mount_hugetlb() -> tuple[bool, bool]:
 
 @dataclass
 class HostSnapshot:
-    """The host as it was before bring-up (saved as JSON in the state dir)."""
+    """The host as it was before bring-up, and what bring-up created (JSON in the state dir)."""
 
     sysctls: dict[str, str] = field(default_factory=dict)
-    iptables: dict[str, list[str]] = field(default_factory=dict)
-    listings: dict[str, list[str]] = field(default_factory=dict)
-    absent_roots: list[str] = field(default_factory=list)
     mounted_hugetlb: bool = False
     created_hugetlb_dir: bool = False
+    created_paths: list[str] = field(default_factory=list)
+    cgroup_dirs: list[str] = field(default_factory=list)
 
     @classmethod
-    def take(cls, iptables: str) -> HostSnapshot:
-        return cls(
-            sysctls=read_sysctls(),
-            iptables=iptables_rules(iptables),
-            listings={d: listing(d) for d in WATCHED_DIRS},
-            absent_roots=[d for d in CREATED_ROOTS if not Path(d).exists()],
-        )
+    def take(cls) -> HostSnapshot:
+        return cls(sysctls=read_sysctls())
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))

@@ -77,7 +77,21 @@ def busybox_layer(busybox: Path) -> bytes:
     return buf.getvalue()
 
 
-def _blob(tar: tarfile.TarFile, data: bytes) -> tuple[str, int]:
+def _blob(tar: tarfile.TarFile, data: bytes | Path) -> tuple[str, int]:
+    """Add one blob (bytes, or a file streamed from disk) under blobs/sha256/."""
+    if isinstance(data, Path):
+        digest_obj = hashlib.sha256()
+        with data.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest_obj.update(chunk)
+        digest, size = "sha256:" + digest_obj.hexdigest(), data.stat().st_size
+        info = tarfile.TarInfo(f"blobs/sha256/{digest.split(':', 1)[1]}")
+        info.size = size
+        info.mode = 0o644
+        info.mtime = 0
+        with data.open("rb") as f:
+            tar.addfile(info, f)
+        return digest, size
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     info = tarfile.TarInfo(f"blobs/sha256/{digest.split(':', 1)[1]}")
     info.size = len(data)
@@ -87,25 +101,31 @@ def _blob(tar: tarfile.TarFile, data: bytes) -> tuple[str, int]:
 
 
 def write_oci_archive(
-    path: Path, name: str, layer: bytes, entrypoint: list[str], cmd: list[str] | None = None
+    path: Path,
+    name: str,
+    layer: bytes | Path,
+    entrypoint: list[str],
+    cmd: list[str] | None = None,
+    env: list[str] | None = None,
 ) -> Path:
-    """An OCI image-layout tarball of one layer, named `name` for `ctr images import`."""
+    """An OCI image-layout tarball of one uncompressed layer, named `name` for
+    `ctr images import`."""
     arch = _arch()
-    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-    config = {
-        "architecture": arch,
-        "os": "linux",
-        "config": {
-            "Entrypoint": entrypoint or None,
-            "Cmd": cmd,
-            "Env": ["PATH=/bin"],
-            "WorkingDir": "/",
-        },
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        "history": [{"created_by": "kv-devstack cluster: busybox-static layer"}],
-    }
     with tarfile.open(path, mode="w", format=tarfile.PAX_FORMAT) as tar:
         layer_ref = _blob(tar, layer)
+        config = {
+            "architecture": arch,
+            "os": "linux",
+            "config": {
+                "Entrypoint": entrypoint or None,
+                "Cmd": cmd,
+                "Env": env or ["PATH=/bin"],
+                "WorkingDir": "/",
+            },
+            # Uncompressed layer: its diff id is its digest.
+            "rootfs": {"type": "layers", "diff_ids": [layer_ref[0]]},
+            "history": [{"created_by": "kv-devstack cluster"}],
+        }
         config_ref = _blob(tar, json.dumps(config, sort_keys=True).encode())
         manifest = {
             "schemaVersion": 2,
@@ -150,7 +170,7 @@ def write_oci_archive(
     return path
 
 
-def import_archive(ctr: Path, address: Path, archive: Path, timeout: float = 120.0) -> None:
+def import_archive(ctr: Path, address: Path, archive: Path, timeout: float = 300.0) -> None:
     """Import an image tarball into containerd's Kubernetes namespace (and unpack it)."""
     result = subprocess.run(
         [str(ctr), "--address", str(address), "-n", "k8s.io", "images", "import", str(archive)],

@@ -24,7 +24,6 @@ import requests
 
 from devstack.client import Devstack
 from devstack.cluster import Cluster
-from devstack.cluster.components import POD_CIDR
 
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "components" / "pod-identity" / "crds.yaml"
 IMDS_NODE = "devstack-node-0"
@@ -38,8 +37,9 @@ WORLD_PODS = {
 API = "aadpodidentity.k8s.io/v1"
 
 
-def gateway() -> str:
-    return str(next(ipaddress.ip_network(POD_CIDR).hosts()))
+def gateway(cluster: Cluster) -> str:
+    """The bridge's address: the node as the cluster's pods see it."""
+    return str(next(ipaddress.ip_network(cluster.lay.pod_cidr).hosts()))
 
 
 def identity(ds: Devstack, name: str, namespace: str = "default") -> dict[str, Any]:
@@ -131,7 +131,7 @@ class ClusterNmi:
             sys.executable, "-m", "podidentity.nmi",
             f"--node={self.cluster.node_name}", f"--kubeconfig={self.cluster.kubeconfig}",
             "--listen-address=0.0.0.0", f"--port={self.port}",
-            f"--intercept-address={gateway()}", f"--iptables-chain={CHAIN}",
+            f"--intercept-address={gateway(self.cluster)}", f"--iptables-chain={CHAIN}",
             "--iptables-interval=5", f"--probe-address=127.0.0.1:{self.probe_port}",
             "--metrics-address=", f"--imds-endpoint={self.ds.node_imds_host(IMDS_NODE)}",
             f"--authority-host={self.ds.authority_host}", f"--ca-bundle={self.ds.ca_bundle}",

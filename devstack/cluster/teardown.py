@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from devstack.cluster.host import CGROUP_ROOT, HUGETLB, HostSnapshot, listing
+from devstack.cluster.host import CGROUP_ROOT, HUGETLB, HostSnapshot
 from devstack.cluster.process import _cmdline
 
 
@@ -53,27 +52,28 @@ def unmount_under(prefix: str, rounds: int = 5) -> list[str]:
     return mounts_under(prefix)
 
 
-def _cgroup_dirs() -> list[Path]:
-    """Every cgroup directory of the cluster's pods, deepest first, in every hierarchy."""
+def _cgroup_dirs(cgroup_root: str) -> list[Path]:
+    """Every cgroup directory under the cluster's cgroup root (itself included), deepest
+    first, in every hierarchy."""
     dirs: list[Path] = []
     try:
         hierarchies = [p for p in CGROUP_ROOT.iterdir() if p.is_dir()]
     except OSError:
         return dirs
     for hierarchy in hierarchies:
-        top = hierarchy / "kubepods"
+        top = hierarchy / cgroup_root.strip("/")
         if top.is_dir():
             dirs.extend(p for p in top.rglob("*") if p.is_dir())
             dirs.append(top)
     return sorted(dirs, key=lambda p: len(p.parts), reverse=True)
 
 
-def kill_pod_processes(timeout: float = 20.0) -> None:
-    """SIGKILL every process in the `kubepods` cgroups, by PID, until none is left."""
+def kill_pod_processes(cgroup_root: str, timeout: float = 20.0) -> None:
+    """SIGKILL every process in the cluster's cgroups, by PID, until none is left."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids: set[int] = set()
-        for directory in _cgroup_dirs():
+        for directory in _cgroup_dirs(cgroup_root):
             try:
                 pids.update(int(x) for x in (directory / "cgroup.procs").read_text().split())
             except (OSError, ValueError):
@@ -86,15 +86,15 @@ def kill_pod_processes(timeout: float = 20.0) -> None:
         time.sleep(0.2)
 
 
-def remove_cgroups(timeout: float = 20.0) -> list[str]:
-    """rmdir the `kubepods` cgroups, deepest first, retrying while they drain. What is left."""
+def remove_cgroups(cgroup_root: str, timeout: float = 20.0) -> list[str]:
+    """rmdir the cluster's cgroups, deepest first, retrying while they drain. What is left."""
     deadline = time.monotonic() + timeout
-    left = _cgroup_dirs()
+    left = _cgroup_dirs(cgroup_root)
     while left and time.monotonic() < deadline:
         for directory in left:
             with contextlib.suppress(OSError):
                 directory.rmdir()
-        left = _cgroup_dirs()
+        left = _cgroup_dirs(cgroup_root)
         if left:
             time.sleep(0.2)
     return [str(d) for d in left]
@@ -121,24 +121,37 @@ def kill_shims(containerd_socket: Path, grace: float = 5.0) -> None:
             time.sleep(0.1)
 
 
-def remove_new_entries(snapshot: HostSnapshot) -> list[str]:
-    """Remove what appeared in the watched host directories since bring-up (pod logs, netns)."""
+def _mounted_elsewhere() -> set[str]:
+    """Mount points in the other mount namespaces on this machine (another cluster's binds)."""
+    mine = os.readlink("/proc/self/ns/mnt")
+    seen = {mine}
+    points: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.readlink(entry / "ns" / "mnt")
+            if ns in seen:
+                continue
+            seen.add(ns)
+            lines = (entry / "mountinfo").read_text().splitlines()
+        except OSError:
+            continue
+        points.update(_unescape(line.split()[4]) for line in lines)
+    return points
+
+
+def remove_created_paths(paths: list[str]) -> list[str]:
+    """Remove the (now empty) mount points bring-up created, deepest first; one that another
+    mount namespace still mounts on stays: removing it would detach that cluster's mount."""
+    busy = _mounted_elsewhere()
     removed = []
-    for directory, before in snapshot.listings.items():
-        for name in sorted(set(listing(directory)) - set(before)):
-            path = Path(directory) / name
-            if directory == "/run/netns":
-                subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(str(path))
-    for root in snapshot.absent_roots:
-        if Path(root).exists():
-            unmount_under(root)
-            shutil.rmtree(root, ignore_errors=True)
-            removed.append(root)
+    for path in sorted(paths, key=lambda p: p.count("/"), reverse=True):
+        if path in busy or any(b.startswith(path + "/") for b in busy):
+            continue
+        with contextlib.suppress(OSError):
+            Path(path).rmdir()
+            removed.append(path)
     return removed
 
 
@@ -151,5 +164,4 @@ def undo_hugetlb(snapshot: HostSnapshot) -> None:
     if snapshot.mounted_hugetlb:
         subprocess.run(["umount", str(HUGETLB)], capture_output=True, check=False, timeout=30)
     if snapshot.created_hugetlb_dir:
-        with contextlib.suppress(OSError):
-            HUGETLB.rmdir()
+        remove_created_paths([str(HUGETLB)])

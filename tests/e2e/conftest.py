@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from devstack.client import Devstack
-from devstack.cluster import Cluster, missing
+from devstack.cluster import Cluster, missing, nodeimage
 from devstack.cluster.nmi import ClusterNmi
-from devstack.cluster.nodeplugin import NodePlugin, flex_env, install
+from devstack.cluster.nodeplugin import DaemonSetPlugin, NodePlugin, flex_env, install
 
 NMI_DEFAULT_PORT = 2579
 
@@ -57,7 +57,7 @@ def e2e_devstack(e2e_root: Path) -> Iterator[Devstack]:
 
 @pytest.fixture(scope="session")
 def cluster(e2e_root: Path) -> Iterator[Cluster]:
-    local = Cluster(e2e_root / "cluster", kubelet_env=flex_env(e2e_root / "driver"), timeout=240)
+    local = Cluster(e2e_root / "cluster", kubelet_env=flex_env(e2e_root), timeout=240)
     try:
         local.up()
         install(local)
@@ -67,9 +67,26 @@ def cluster(e2e_root: Path) -> Iterator[Cluster]:
         assert not problems, f"cluster teardown left: {problems}"
 
 
-@pytest.fixture(scope="session")
-def node_plugin(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Iterator[NodePlugin]:
-    plugin = NodePlugin(e2e_root / "driver", cluster, e2e_devstack.cloud_config)
+@pytest.fixture(scope="session", params=["host", "pod"])
+def node_plugin(
+    request: pytest.FixtureRequest, cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path
+) -> Iterator[NodePlugin | DaemonSetPlugin]:
+    """Every test runs twice: with the node plugin as a host process, then as deploy/'s
+    DaemonSet pod on the node image built here (mmdebstrap, no registry)."""
+    plugin: NodePlugin | DaemonSetPlugin
+    if request.param == "host":
+        plugin = NodePlugin(e2e_root / "driver", cluster, e2e_devstack.cloud_config)
+    else:
+        if shutil.which("mmdebstrap") is None:
+            reason = "the node image needs mmdebstrap (Debian package mmdebstrap)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason + " (CI=true: it must be installed)")
+            pytest.skip(reason)
+        assert cluster.bin is not None
+        image = nodeimage.build_and_import(
+            cluster.bin.ctr, cluster.lay.containerd_socket, e2e_root / "node-image"
+        )
+        plugin = DaemonSetPlugin(e2e_root / "deploy", cluster, image, e2e_devstack.cloud_config)
     try:
         yield plugin.start()
     finally:

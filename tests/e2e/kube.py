@@ -103,9 +103,11 @@ def delete_pod(cluster: Cluster, name: str, timeout: int = 120) -> None:
 
 
 def events(cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    """Events of this pod, not of an earlier pod of the same name (events outlive pods)."""
+    uid = get(cluster, "pod", name)["metadata"]["uid"]
     out = cluster.kubectl(
-        "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={name}",
-        "-o", "json",
+        "get", "events", "-n", "default", "--field-selector",
+        f"involvedObject.name={name},involvedObject.uid={uid}", "-o", "json",
     ).stdout  # fmt: skip
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return items

@@ -16,7 +16,7 @@ from azure.keyvault.secrets import SecretClient
 from devstack.client import Devstack
 from devstack.cluster import Cluster
 from devstack.cluster.images import APP_IMAGE_SHORT
-from devstack.cluster.nodeplugin import DRIVER, NodePlugin
+from devstack.cluster.nodeplugin import DRIVER, DaemonSetPlugin, NodePlugin
 from tests.e2e import kube
 
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -95,7 +95,10 @@ def objects(*entries: dict[str, str]) -> str:
 
 
 def test_seed_flexvolume_pod_reads_the_vault_values(
-    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack, nmi_options: dict[str, str]
+    cluster: Cluster,
+    node_plugin: NodePlugin | DaemonSetPlugin,
+    e2e_devstack: Devstack,
+    nmi_options: dict[str, str],
 ) -> None:
     kube.apply(cluster, seed_pod(nmi_options))
     kube.wait_ready(cluster, "nginx-flex-kv-podid")
@@ -123,7 +126,7 @@ def test_seed_flexvolume_pod_reads_the_vault_values(
 
 
 def test_csi_inline_objects_with_file_modes(
-    cluster: Cluster, node_plugin: NodePlugin, nmi_options: dict[str, str]
+    cluster: Cluster, node_plugin: NodePlugin | DaemonSetPlugin, nmi_options: dict[str, str]
 ) -> None:
     attributes = {
         "usePodIdentity": "true",
@@ -162,7 +165,7 @@ def test_csi_inline_objects_with_file_modes(
 
 
 def test_csi_service_principal_through_node_publish_secret_ref(
-    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack
+    cluster: Cluster, node_plugin: NodePlugin | DaemonSetPlugin, e2e_devstack: Devstack
 ) -> None:
     secret = {
         "apiVersion": "v1",
@@ -186,7 +189,7 @@ def test_csi_service_principal_through_node_publish_secret_ref(
 
 
 def test_workload_identity_gets_kubelets_service_account_token(
-    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack
+    cluster: Cluster, node_plugin: NodePlugin | DaemonSetPlugin, e2e_devstack: Devstack
 ) -> None:
     """kubelet requests a token for the CSIDriver's `tokenRequests` audience and hands it to
     NodePublishVolume; the devstack's Entra ID trusts this cluster's issuer (as a federated
@@ -214,7 +217,7 @@ def test_workload_identity_gets_kubelets_service_account_token(
 
 
 def test_bad_volume_shows_its_error_in_events_and_leaves_nothing_mounted(
-    cluster: Cluster, node_plugin: NodePlugin, nmi_options: dict[str, str]
+    cluster: Cluster, node_plugin: NodePlugin | DaemonSetPlugin, nmi_options: dict[str, str]
 ) -> None:
     attributes = {
         "usePodIdentity": "true",
@@ -249,7 +252,10 @@ def test_bad_volume_shows_its_error_in_events_and_leaves_nothing_mounted(
 
 @pytest.mark.parametrize("kind", ["flex", "csi"])
 def test_pod_deletion_unmounts_and_removes_everything(
-    cluster: Cluster, node_plugin: NodePlugin, nmi_options: dict[str, str], kind: str
+    cluster: Cluster,
+    node_plugin: NodePlugin | DaemonSetPlugin,
+    nmi_options: dict[str, str],
+    kind: str,
 ) -> None:
     if kind == "flex":
         manifest = seed_pod(nmi_options)
@@ -275,7 +281,10 @@ def test_pod_deletion_unmounts_and_removes_everything(
 
 
 def test_rotation_reaches_the_files_inside_both_pods(
-    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack, nmi_options: dict[str, str]
+    cluster: Cluster,
+    node_plugin: NodePlugin | DaemonSetPlugin,
+    e2e_devstack: Devstack,
+    nmi_options: dict[str, str],
 ) -> None:
     e2e_devstack.set_secret("testkv", "rotating", "version-one")
     flex = kube.pod(
@@ -302,7 +311,7 @@ def test_rotation_reaches_the_files_inside_both_pods(
     ):
         kube.wait_for(
             lambda p=pod_name, f=path: kube.read(cluster, p, f) == "version-two",
-            90,
+            node_plugin.rotation_interval + 90,
             f"rotation in {pod_name}",
         )  # type: ignore[misc]
     kube.delete_pod(cluster, "nginx-flex-kv-podid")
@@ -310,7 +319,10 @@ def test_rotation_reaches_the_files_inside_both_pods(
 
 
 def test_driver_restart_and_kubelet_restart_keep_mounted_volumes_working(
-    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack, nmi_options: dict[str, str]
+    cluster: Cluster,
+    node_plugin: NodePlugin | DaemonSetPlugin,
+    e2e_devstack: Devstack,
+    nmi_options: dict[str, str],
 ) -> None:
     e2e_devstack.set_secret("testkv", "restarts", "before")
     kube.apply(cluster, seed_pod(nmi_options) | {"metadata": {"name": "nginx-flex-kv-podid"}})
@@ -333,7 +345,7 @@ def test_driver_restart_and_kubelet_restart_keep_mounted_volumes_working(
             kube.read(cluster, "nginx-csi-kv-podid", "/mnt/secrets/restarts")
             == "after-driver-restart"
         ),
-        90,
+        node_plugin.rotation_interval + 90,
         "rotation after driver restart",
     )
 
