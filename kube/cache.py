@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 import httpx2
 from lightkube import ALL_NS, ApiError, Client
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core.resource import NamespacedResource
 
 from kube.client import make_client
 
@@ -262,8 +263,8 @@ class WatchCache(Generic[T]):
         kwargs: dict[str, Any] = {}
         if self._namespace is not None:
             kwargs["namespace"] = self._namespace
-        else:
-            kwargs["namespace"] = ALL_NS
+        elif issubclass(self._resource, NamespacedResource):
+            kwargs["namespace"] = ALL_NS  # cluster-scoped kinds (Node) take no namespace
         if self._fields:
             kwargs["fields"] = self._fields
         if self._labels:
