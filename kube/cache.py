@@ -154,14 +154,21 @@ class WatchCache(Generic[T]):
             self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, interrupt: bool = True) -> None:
         """Stop watching: from now on nothing is applied and no callback runs.
 
         The thread's client is closed, so its next request fails and the thread ends; a watch
         already waiting for events ends when the server closes it (`server_timeout`, 60 s by
         default). The thread is a daemon, so it never holds up the process's exit.
+
+        `interrupt=False` only sets the flag and lets the thread end with its watch: closing a
+        TLS connection that another thread is reading frees its file descriptor while OpenSSL
+        still reads from that number, so a process that goes on making TLS connections (tests,
+        a component stopping one cache of several) can see another connection's bytes stolen.
         """
         self._stopping.set()
+        if not interrupt:
+            return
         client = self._client
         if client is not None:
             try:

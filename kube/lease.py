@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx2
 from lightkube import ApiError, Client
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
@@ -117,7 +118,11 @@ class LeaderElector:
         while not self._stopping.is_set():
             try:
                 held = self._try_acquire_or_renew()
-            except (ApiError, OSError, ValueError, RuntimeError) as exc:
+            except ApiError as exc:
+                log.warning("lease %s/%s: API %s %s", self.namespace, self.name,
+                            exc.status.code, exc.status.reason)  # fmt: skip
+                held = False
+            except (httpx2.HTTPError, OSError, ValueError, RuntimeError) as exc:
                 log.info("lease %s/%s: %s", self.namespace, self.name, type(exc).__name__)
                 held = False
             if held:

@@ -230,7 +230,7 @@ class Mic:
         self.stop()
         self.elector.stop(release=True)
         for cache in self.caches_list:
-            cache.stop(timeout=1.0)
+            cache.stop(interrupt=False)
         self.reconciler.close()
         self.events.close()
 

@@ -178,7 +178,8 @@ class Arm:
         identity = resource.identity
         if identity is None:
             return Identities(frozenset(), False)
-        kind = str(identity.type or "")
+        # The SDK gives an enum whose str() is its Python name: compare its value.
+        kind = str(getattr(identity.type, "value", identity.type) or "")
         users = identity.user_assigned_identities or {}
         return Identities(frozenset(k.lower() for k in users), "systemassigned" in kind.lower())
 

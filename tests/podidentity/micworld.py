@@ -142,7 +142,7 @@ class Replica:
         self.mic.elector.stop(release=False)
         self.thread.join(30)
         for cache in self.mic.caches_list:
-            cache.stop(timeout=1.0)
+            cache.stop(interrupt=False)
         self.mic.reconciler.close()
 
     def close(self) -> None:
@@ -150,7 +150,7 @@ class Replica:
         self.thread.join(30)
 
 
-FAST_LEASE = LeaseTimings(duration=3.0, renew_deadline=2.0, retry=0.5)
+FAST_LEASE = LeaseTimings(duration=8.0, renew_deadline=6.0, retry=1.0)
 
 
 @dataclass
@@ -166,7 +166,7 @@ class MicWorld:
     def make(cls, api: ApiServer, ds: Devstack, lease_name: str = "mic") -> MicWorld:
         install(api)
         config = load_config(api.kubeconfig)
-        client = make_client(config)
+        client = make_client(config, timeout=60.0)  # the machine may be busy: be patient
         register_nodes(client, ds)
         return cls(api, ds, config, client, lease_name=lease_name)
 
