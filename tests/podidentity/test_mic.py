@@ -13,9 +13,13 @@ from tests.podidentity.micworld import MicWorld, eventually, start_devstack
 
 
 @pytest.fixture
-def world(apiserver: ApiServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MicWorld]:
+def world(
+    apiserver: ApiServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MicWorld]:
     ds = start_devstack(tmp_path / "ds")
-    w = MicWorld.make(apiserver, ds, lease_name=f"mic-{request.node.name[5:40]}".replace("_", "-").rstrip("-"))
+    w = MicWorld.make(
+        apiserver, ds, lease_name=f"mic-{request.node.name[5:40]}".replace("_", "-").rstrip("-")
+    )
     made: list[str] = []
     orig = w.namespace
 
@@ -69,7 +73,9 @@ def test_an_identity_still_used_on_the_scale_set_is_not_removed(world: MicWorld)
     world.pod(ns, "one", "ss-0-0", "shared")
     world.pod(ns, "two", "ss-0-1", "shared")
     world.start_mic()
-    eventually(lambda: len(world.states(ns)) == 2 and set(world.states(ns).values()) == {"Assigned"})
+    eventually(
+        lambda: len(world.states(ns)) == 2 and set(world.states(ns).values()) == {"Assigned"}
+    )
     world.delete_pod(ns, "one")
     eventually(lambda: set(world.states(ns)) == {("two", "shared")}, what="one removed")
     assert world.attached("ss-0") == {"id-0"}, "pod two on the same scale set still needs it"
@@ -105,7 +111,9 @@ def test_an_identity_arm_refuses_is_reported_and_the_others_are_assigned(world: 
     eventually(lambda: world.states(ns).get(("p", "granted")) == "Assigned")
     assert world.attached("vm-1") == {"id-2"}
     assert world.states(ns)[("p", "denied")] == "Created", "not usable: never Assigned"
-    events = eventually(lambda: [m for r, m in world.events(ns, "denied") if r == "IdentityRefused"])
+    events = eventually(
+        lambda: [m for r, m in world.events(ns, "denied") if r == "IdentityRefused"]
+    )
     assert "Managed Identity Operator" in events[0]
 
 
@@ -118,7 +126,9 @@ def test_an_invalid_identity_is_reported_on_its_binding_and_skipped(world: MicWo
     world.pod(ns, "p", "vm-1", "app")
     world.start_mic()
     eventually(lambda: world.states(ns) == {("p", "fine"): "Assigned"})
-    messages = eventually(lambda: [m for r, m in world.events(ns, "broken") if r == "InvalidIdentity"])
+    messages = eventually(
+        lambda: [m for r, m in world.events(ns, "broken") if r == "InvalidIdentity"]
+    )
     assert "spec.resourceID" in messages[0]
 
 
@@ -140,8 +150,10 @@ def test_namespaced_by_default_and_names_never_collide_across_namespaces(
     world.replicas.clear()
 
     world.start_mic("cluster-wide", namespaced=False)
-    eventually(lambda: len(world.states(pods)) == 2 and set(world.states(pods).values()) == {"Assigned"})
-    objects = world.assigned(pods)
+    objects = eventually(
+        lambda: (found := world.assigned(pods)) and len(found) == 2
+        and all(o.state.value == "Assigned" for o in found) and found
+    )  # fmt: skip
     assert {o.identity.meta.namespace for o in objects} == {a, b}
     assert len({o.meta.name for o in objects}) == 2, "one object per identity namespace"
     assert all(o.meta.namespace == pods for o in objects), "written in the pod's namespace"
@@ -177,7 +189,9 @@ def test_a_resync_that_finds_nothing_changed_calls_nothing(world: MicWorld) -> N
     for p in range(6):
         world.pod(ns, f"p{p}", ("vm-1", "ss-0-0", "ss-0-1")[p % 3], "idle")
     mic = world.start_mic()
-    eventually(lambda: len(world.states(ns)) == 12 and set(world.states(ns).values()) == {"Assigned"})
+    eventually(
+        lambda: len(world.states(ns)) == 12 and set(world.states(ns).values()) == {"Assigned"}
+    )
     eventually(lambda: not mic.reconciler.pending)
     writes, arm_before = mic.writer.stats.total, world.ds.count(vault=world.ds.subscription_id)
     cycles = mic.reconciler.stats.cycles
@@ -198,7 +212,9 @@ def test_an_event_recomputes_only_the_pods_it_touches(world: MicWorld) -> None:
     for p in range(10):
         world.pod(ns, f"p{p}", "vm-1", "one")
     mic = world.start_mic()
-    eventually(lambda: len(world.states(ns)) == 10 and set(world.states(ns).values()) == {"Assigned"})
+    eventually(
+        lambda: len(world.states(ns)) == 10 and set(world.states(ns).values()) == {"Assigned"}
+    )
     eventually(lambda: not mic.reconciler.pending)
     before = mic.reconciler.stats.pods_recomputed
     world.relabel(ns, "p3", "two")
@@ -218,7 +234,9 @@ def test_throttling_is_waited_out_per_subscription(world: MicWorld) -> None:
     world.ds.fault(subscription=world.ds.subscription_id, endpoint="arm", rate_429=1.0,
                    retry_after=1, count=3)  # fmt: skip
     mic = world.start_mic()
-    eventually(lambda: set(world.states(ns).values()) == {"Assigned"} and len(world.states(ns)) == 2)
+    eventually(
+        lambda: set(world.states(ns).values()) == {"Assigned"} and len(world.states(ns)) == 2
+    )
     assert mic.arm.stats.throttled >= 1
     assert world.attached("vm-1") == {"id-2"} and world.attached("ss-0") == {"id-2"}
 
@@ -245,3 +263,55 @@ def test_an_identity_removed_by_hand_is_put_back(world: MicWorld) -> None:
     world.ds.change_identities_by_hand("vm-1", remove=["id-4"])
     assert mic.reconciler.verify() == 1
     assert world.attached("vm-1") == {"id-4"}
+
+
+def test_a_leader_killed_mid_cycle_loses_nothing(world: MicWorld) -> None:
+    ns = world.namespace("failover")
+    for n in (0, 1, 2):
+        world.identity(ns, f"i{n}", f"id-{n}")
+        world.binding(ns, f"b{n}", f"i{n}", "f")
+    nodes = ("vm-1", "ss-0-0", "ss-0-1")
+    for p in range(6):
+        world.pod(ns, f"p{p}", nodes[p % 3], "f")
+    # Every ARM request takes a while, so the leader is caught between intent and outcome.
+    world.ds.fault(subscription=world.ds.subscription_id, endpoint="arm", latency_ms=2500)
+    first = world.start_mic("mic-a")
+    standby = world.start_mic("mic-b", wait_leader=False)
+    eventually(lambda: "Created" in world.states(ns).values(), what="intent written")
+    assert not standby.active.is_set(), "one leader at a time"
+    world.replica(first).kill()
+    world.ds.clear_faults()
+    eventually(standby.active.is_set, what="the standby takes over")
+    expected = {(f"p{p}", f"i{n}"): "Assigned" for p in range(6) for n in (0, 1, 2)}
+    eventually(lambda: world.states(ns) == expected, what="every assignment finished")
+    assert len(world.assigned(ns)) == 18, "no duplicate AzureAssignedIdentity"
+    assert world.attached("vm-1") == world.attached("ss-0") == {"id-0", "id-1", "id-2"}
+    for p in range(6):
+        world.delete_pod(ns, f"p{p}")
+    eventually(lambda: not world.assigned(ns), what="all removed")
+    eventually(lambda: world.attached("vm-1") == world.attached("ss-0") == set(), what="no leak")
+
+
+def test_more_than_150_changes_go_in_as_few_patches_as_the_limit_allows(
+    apiserver: ApiServer, tmp_path: Path
+) -> None:
+    ds = start_devstack(tmp_path / "ds", vms=2, scale_sets=1, identities=160)
+    world = MicWorld.make(apiserver, ds, lease_name="mic-batch")
+    ns = world.namespace("batch")
+    try:
+        for n in range(160):
+            world.identity(ns, f"i{n}", f"id-{n}")
+            world.binding(ns, f"b{n}", f"i{n}", "many")
+        world.pod(ns, "p", "vm-1", "many")
+        world.start_mic()
+        eventually(
+            lambda: len(world.states(ns)) == 160
+            and set(world.states(ns).values()) == {"Assigned"},
+            timeout=120,
+        )  # fmt: skip
+        assert len(world.attached("vm-1")) == 160
+        assert ds.count(operation="vm.patch", status=200) == 2, "150 + 10"
+    finally:
+        world.close()
+        world.cleanup([ns])
+        ds.stop()
