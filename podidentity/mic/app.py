@@ -45,6 +45,21 @@ from podidentity.mic.writer import AssignedWriter
 
 log = logging.getLogger(__name__)
 
+RBAC: dict[tuple[str, str], frozenset[str]] = {
+    ("", "pods"): frozenset({"list", "watch"}),
+    ("", "nodes"): frozenset({"list", "watch"}),
+    ("", "events"): frozenset({"create", "patch"}),  # kube.events: create, then aggregate
+    ("aadpodidentity.k8s.io", "azureidentities"): frozenset({"list", "watch"}),
+    ("aadpodidentity.k8s.io", "azureidentitybindings"): frozenset({"list", "watch"}),
+    ("aadpodidentity.k8s.io", "azurepodidentityexceptions"): frozenset({"list", "watch"}),
+    ("aadpodidentity.k8s.io", "azureassignedidentities"): frozenset(
+        {"list", "watch", "create", "update", "patch", "delete"}
+    ),
+    ("coordination.k8s.io", "leases"): frozenset({"get", "create", "update"}),
+}
+"""Every (API group, resource) MIC touches and the verbs it uses: deploy/'s RBAC grants
+exactly these (tests/deploy checks it)."""
+
 
 def _lenient(kind: str, parse: Callable[[Mapping[str, Any]], Any]) -> Callable[..., Any]:
     """A projection that leaves out (and logs) an object it cannot read, so one bad object never
