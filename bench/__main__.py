@@ -25,7 +25,7 @@ from types import ModuleType
 from bench.common import Context, Row, fmt
 from devstack.harness.node import default_mount_mode, release_mounts
 
-BENCHMARKS = ("engine_publish", "grpc_overhead", "flexvolume", "rotation", "selection")
+BENCHMARKS = ("engine_publish", "grpc_overhead", "flexvolume", "rotation", "selection", "mic")
 HERE = Path(__file__).resolve().parent
 
 

@@ -34,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         mic.stop()
 
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        mic.force_resync()  # kill -HUP: recompute everything now
+
+    signal.signal(signal.SIGHUP, on_hangup)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:

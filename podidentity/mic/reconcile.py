@@ -256,6 +256,8 @@ class Reconciler:
                 for key in deferred:
                     self._retry_at.setdefault(key, self._clock() + 1.0)
         jobs = {t: w for t, w in work.items() if w}
+        log.info("cycle %d: %d pods recomputed, %d deferred, %d VMs/scale sets with work",
+                 self.stats.cycles, len(keys), len(deferred), len(jobs))  # fmt: skip
         if not jobs:
             return False
         self.stats.targets_worked += len(jobs)

@@ -83,9 +83,10 @@ class MicSettings:
                       type=float),
     )  # fmt: skip
     arm_verify_interval: float = field(
-        default=3600.0,
+        default=0.0,
         metadata=_opt("seconds between re-reads (GET) of every VM and scale set MIC assigns to, "
-                      "to put back identities removed by hand; 0 disables", type=float),
+                      "to put back identities removed by hand (one GET each per pass); 0: "
+                      "never (MIC's own changes need no re-read)", type=float),
     )  # fmt: skip
     refused_retry_interval: float = field(
         default=300.0,

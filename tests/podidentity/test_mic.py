@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devstack.cluster.apiserver import ApiServer
-from tests.podidentity.micworld import MicWorld, eventually, start_devstack
+from devstack.harness.mic import MicWorld, eventually, start_devstack
 
 
 @pytest.fixture
