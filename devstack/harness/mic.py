@@ -4,6 +4,7 @@ Resource Manager, and MIC replicas run in-process (each with its own Lease ident
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -161,6 +162,7 @@ class MicWorld:
     client: Client
     replicas: list[Replica] = field(default_factory=list)
     lease_name: str = "mic"
+    namespaces: list[str] = field(default_factory=list)
 
     @classmethod
     def make(cls, api: ApiServer, ds: Devstack, lease_name: str = "mic") -> MicWorld:
@@ -200,7 +202,9 @@ class MicWorld:
     # -- objects --------------------------------------------------------------------------------
 
     def namespace(self, name: str) -> str:
+        """Create (or reuse) a namespace; `cleanup()` empties the ones made here."""
         self.api.kubectl("create", "namespace", name, check=False)
+        self.namespaces.append(name)
         return name
 
     def identity(self, ns: str, name: str, identity: str, *, type: int = 0,
@@ -272,17 +276,16 @@ class MicWorld:
                 for e in self.client.list(Event, namespace=ns,
                                           fields={"involvedObject.name": name})]  # fmt: skip
 
-    def cleanup(self, namespaces: Iterable[str]) -> None:
-        """Delete what the tests made in `namespaces` (no namespace controller runs here)."""
-        for ns in namespaces:
+    def cleanup(self, namespaces: Iterable[str] | None = None) -> None:
+        """Delete what the tests made in `namespaces` (default: those made through
+        `namespace()`); no namespace controller runs on an API server alone."""
+        for ns in self.namespaces if namespaces is None else namespaces:
             for res in (Pod, AzureIdentityBindingResource, AzureIdentityResource,
                         AzurePodIdentityExceptionResource):  # fmt: skip
                 for obj in list(self.client.list(res, namespace=ns)):
-                    try:
-                        self.client.delete(res, obj["metadata"]["name"] if isinstance(obj, dict)
-                                           else obj.metadata.name, namespace=ns)  # fmt: skip
-                    except ApiError:
-                        pass
+                    with contextlib.suppress(ApiError):
+                        self.client.delete(res, obj["metadata"]["name"], namespace=ns,
+                                           grace_period=0)  # fmt: skip
             for aai in list(self.client.list(AzureAssignedIdentityResource, namespace=ns)):
                 name = aai["metadata"]["name"]
                 try:

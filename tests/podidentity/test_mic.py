@@ -20,19 +20,11 @@ def world(
     w = MicWorld.make(
         apiserver, ds, lease_name=f"mic-{request.node.name[5:40]}".replace("_", "-").rstrip("-")
     )
-    made: list[str] = []
-    orig = w.namespace
-
-    def namespace(name: str) -> str:
-        made.append(name)
-        return orig(name)
-
-    w.namespace = namespace  # type: ignore[method-assign]
     try:
         yield w
     finally:
         w.close()
-        w.cleanup(made)
+        w.cleanup()
         ds.stop()
 
 
@@ -194,11 +186,10 @@ def test_a_resync_that_finds_nothing_changed_calls_nothing(world: MicWorld) -> N
     )
     eventually(lambda: not mic.reconciler.pending)
     writes, arm_before = mic.writer.stats.total, world.ds.count(vault=world.ds.subscription_id)
-    cycles = mic.reconciler.stats.cycles
     for _ in range(6):
-        mic.force_resync()
-        eventually(lambda c=cycles: mic.reconciler.stats.cycles > c)
         cycles = mic.reconciler.stats.cycles
+        mic.force_resync()
+        eventually(lambda: mic.reconciler.stats.cycles > cycles)  # noqa: B023 - waited for here
     assert mic.writer.stats.total == writes, "no API write"
     assert world.ds.count(vault=world.ds.subscription_id) == arm_before, "no ARM call"
 
@@ -313,5 +304,5 @@ def test_more_than_150_changes_go_in_as_few_patches_as_the_limit_allows(
         assert ds.count(operation="vm.patch", status=200) == 2, "150 + 10"
     finally:
         world.close()
-        world.cleanup([ns])
+        world.cleanup()
         ds.stop()
