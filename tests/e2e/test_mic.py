@@ -83,14 +83,14 @@ def test_mic_gives_the_pods_identity_to_its_vm_and_takes_it_back(
     apply(
         cluster,
         {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentity",
-         "metadata": {"name": "kv-reader", "namespace": "default"},
+         "metadata": {"name": "mic-e2e-reader", "namespace": "default"},
          "spec": {"type": 0, "resourceID": ds.resource_id("pod-identity"), "clientID": client_id}},
         {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentityBinding",
-         "metadata": {"name": "kv-reader-binding", "namespace": "default"},
-         "spec": {"azureIdentity": "kv-reader", "selector": "kv-reader"}},
+         "metadata": {"name": "mic-e2e-binding", "namespace": "default"},
+         "spec": {"azureIdentity": "mic-e2e-reader", "selector": "mic-e2e"}},
         {"apiVersion": "v1", "kind": "Pod",
          "metadata": {"name": "mic-app", "namespace": "default",
-                      "labels": {"aadpodidbinding": "kv-reader"}},
+                      "labels": {"aadpodidbinding": "mic-e2e"}},
          "spec": {"terminationGracePeriodSeconds": 5, "containers": [container("mic-app", [])]}},
     )  # fmt: skip
     wait_ready(cluster, "mic-app")
@@ -109,3 +109,5 @@ def test_mic_gives_the_pods_identity_to_its_vm_and_takes_it_back(
     wait_for(lambda: status() == "", 120, "the AzureAssignedIdentity gone")
     wait_for(lambda: "pod-identity" not in ds.attached(VM), 60, "the identity detached")
     assert {"vm-user", "no-access"} <= set(ds.attached(VM)), "identities MIC did not add stay"
+    cluster.kubectl("delete", "azureidentitybinding", "mic-e2e-binding", "--ignore-not-found")
+    cluster.kubectl("delete", "azureidentity", "mic-e2e-reader", "--ignore-not-found")
