@@ -306,3 +306,22 @@ def test_more_than_150_changes_go_in_as_few_patches_as_the_limit_allows(
         world.close()
         world.cleanup()
         ds.stop()
+
+
+def test_deleting_the_binding_unassigns_when_nothing_else_needs_it(world: MicWorld) -> None:
+    from podidentity.crds.resources import AzureIdentityBindingResource
+
+    ns = world.namespace("unbind")
+    world.identity(ns, "i", "id-1")
+    world.binding(ns, "first", "i", "one")
+    world.binding(ns, "second", "i", "two")
+    world.pod(ns, "a", "vm-1", "one")
+    world.pod(ns, "b", "vm-1", "two")
+    world.start_mic()
+    eventually(lambda: world.states(ns) == {("a", "i"): "Assigned", ("b", "i"): "Assigned"})
+    world.client.delete(AzureIdentityBindingResource, "first", namespace=ns)
+    eventually(lambda: world.states(ns) == {("b", "i"): "Assigned"}, what="a's object removed")
+    assert world.attached("vm-1") == {"id-1"}, "pod b still needs the identity on vm-1"
+    world.client.delete(AzureIdentityBindingResource, "second", namespace=ns)
+    eventually(lambda: not world.states(ns), what="b's object removed")
+    eventually(lambda: world.attached("vm-1") == set(), what="detached")
