@@ -33,6 +33,7 @@ BENCHMARKS = (
     "selection",
     "provider",
     "nmi",
+    "mic",
 )
 HERE = Path(__file__).resolve().parent
 

@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 import httpx2
 from lightkube import ALL_NS, ApiError, Client
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core.resource import NamespacedResource
 
 from kube.client import make_client
 
@@ -154,14 +155,21 @@ class WatchCache(Generic[T]):
             self._thread.start()
         return self
 
-    def stop(self, timeout: float = 1.0) -> None:
+    def stop(self, timeout: float = 1.0, *, interrupt: bool = True) -> None:
         """Stop watching: from now on nothing is applied and no callback runs.
 
         The thread's client is closed, so its next request fails and the thread ends; a watch
         already waiting for events ends when the server closes it (`server_timeout`, 60 s by
         default). The thread is a daemon, so it never holds up the process's exit.
+
+        `interrupt=False` only sets the flag and lets the thread end with its watch: closing a
+        TLS connection that another thread is reading frees its file descriptor while OpenSSL
+        still reads from that number, so a process that goes on making TLS connections (tests,
+        a component stopping one cache of several) can see another connection's bytes stolen.
         """
         self._stopping.set()
+        if not interrupt:
+            return
         client = self._client
         if client is not None:
             try:
@@ -263,8 +271,8 @@ class WatchCache(Generic[T]):
         kwargs: dict[str, Any] = {}
         if self._namespace is not None:
             kwargs["namespace"] = self._namespace
-        else:
-            kwargs["namespace"] = ALL_NS
+        elif issubclass(self._resource, NamespacedResource):
+            kwargs["namespace"] = ALL_NS  # cluster-scoped kinds (Node) take no namespace
         if self._fields:
             kwargs["fields"] = self._fields
         if self._labels:

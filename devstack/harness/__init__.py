@@ -9,6 +9,8 @@
   secrets-store CSI driver sends them, and a published volume's files for comparison.
 - `node`: kubelet-shaped target paths, the mount mode, leftover mounts.
 - `engine`: settings for an engine built in-process the way the daemon builds it.
+- `mic`: MIC's world: API server + CRDs + Node objects for the devstack's VMs and scale sets,
+  MIC replicas in-process (`MicWorld`), seeds with many VMs and identities (`arm_seed`).
 
 Pytest fixtures over these live in `tests/fixtures/`; the benchmarks use them directly.
 """

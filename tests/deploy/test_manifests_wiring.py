@@ -55,8 +55,8 @@ def test_images_are_pinned_by_tag(full: list[Doc]) -> None:
     images = {
         c["image"] for d in full if d["kind"] in ("DaemonSet", "Deployment") for c in containers(d)
     }
-    # NMI is ours (the driver's image, `kv-nmi`); MIC stays upstream's until ours lands.
-    assert images == {IMAGE, "mcr.microsoft.com/oss/azure/aad-pod-identity/mic:v1.8.17"}
+    # NMI and MIC are ours too: the driver's image, with `kv-nmi` / `kv-mic`.
+    assert images == {IMAGE}
     for path in EXAMPLES:
         for doc in load_docs(path):
             if doc["kind"] == "Pod":
@@ -288,3 +288,33 @@ def test_kubectl_kustomize_renders_the_same_objects(target: str) -> None:
     ours = build(REPO / target)
     assert sorted(map(ident, rendered)) == sorted(map(ident, ours))
     assert sorted(rendered, key=ident) == sorted(ours, key=ident)
+
+
+def test_mic_is_ours_and_its_rbac_grants_exactly_what_it_uses(full: list[Doc]) -> None:
+    from podidentity.mic.app import RBAC
+    from podidentity.mic.settings import parse_settings
+
+    mic = by(full, "Deployment", "aad-pod-identity-mic")
+    assert mic["spec"]["replicas"] == 2
+    (c,) = pod_spec(mic)["containers"]
+    assert c["image"] == IMAGE and c["command"] == ["kv-mic"]
+    settings = parse_settings(c["args"])  # every flag is one MIC knows
+    assert str(settings.cloud_config) == "/etc/kubernetes/azure.json"
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"MIC_POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+
+    granted: dict[tuple[str, str], set[str]] = {}
+    for kind, name in (("ClusterRole", "aad-pod-identity-mic"),
+                       ("Role", "aad-pod-identity-mic-leader")):  # fmt: skip
+        for rule in by(full, kind, name)["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == {k: set(v) for k, v in RBAC.items()}
+    lease_rules = by(full, "Role", "aad-pod-identity-mic-leader")["rules"]
+    assert {"resourceNames": ["aad-pod-identity-mic"]}.items() <= lease_rules[1].items()
+    bound = {(d["kind"], d["roleRef"]["name"]) for d in full
+             if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+             and any(s["name"] == "aad-pod-identity-mic" for s in d["subjects"])}  # fmt: skip
+    assert bound == {("ClusterRoleBinding", "aad-pod-identity-mic"),
+                     ("RoleBinding", "aad-pod-identity-mic-leader")}  # fmt: skip
