@@ -148,6 +148,9 @@ class NmiHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return  # request lines go to metrics; a query could carry an identity id, not a secret
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("do_") and name[3:] in self.methods:
             return self._dispatch

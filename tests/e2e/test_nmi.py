@@ -105,7 +105,8 @@ def test_another_pods_identity_is_refused_and_unassigned_pods_get_503_retry_afte
     apply(cluster, assigned("other", identity(e2e_devstack, "no-access"), cluster.node_name,
                             state="Created", pod_uid=other_uid))  # fmt: skip
     answer = raw_get(cluster, "other", f"/metadata/identity/oauth2/token?resource={VAULT}")
-    assert answer.startswith("HTTP/1.1 503") and "\r\nRetry-After: 3\r\n" in answer, answer
+    lines = answer.replace("\r\n", "\n").split("\n")  # kubectl exec may have turned CRLF into LF
+    assert lines[0] == "HTTP/1.1 503 Service Unavailable" and "Retry-After: 3" in lines, answer
     # Without the Metadata header, IMDS's own answer.
     rc, out = wget(cluster, "owner", url, metadata=False)
     assert rc != 0 and "400" in out
