@@ -30,9 +30,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # The wheel is bind-mounted from the build stage, so it leaves no layer behind. The packaging
-# tools go afterwards: the image only runs code.
+# tools go afterwards: the image only runs code. iptables is a runtime need of kv-nmi (the nat
+# rules that send pods' 169.254.169.254 traffic to it); nothing to build with is installed.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m pip install --no-cache-dir /wheels/*.whl \
+    apt-get update \
+ && apt-get install --yes --no-install-recommends iptables \
+ && rm -rf /var/lib/apt/lists/* \
+ && python -m pip install --no-cache-dir /wheels/*.whl \
  && python -m pip uninstall --yes setuptools wheel pip
 # The FlexVolume installer DaemonSet runs /opt/kv-driver/flexvolume/install.sh, which copies
 # azure~kv/kv (the same files the wheel ships as package data) into kubelet's plugin dir.

@@ -82,7 +82,12 @@ def rootfs(wheel_dir: Path, project: Path, out: Path, log: Path) -> Path:
         f'ln -s {VENV}/bin/kv-csi-driver "$1/usr/local/bin/kv-csi-driver"',
         'rm -rf "$1/tmp/wheels" "$1/var/cache/apt" "$1/var/lib/apt/lists" "$1/usr/share/doc" "$1/usr/share/man"',
     ]  # fmt: skip
-    argv = ["mmdebstrap", "--mode=root", "--variant=minbase", "--include=python3,python3-venv"]
+    argv = [
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=minbase",
+        "--include=python3,python3-venv,iptables",
+    ]
     argv += [f"--customize-hook={hook}" for hook in hooks]
     argv += ["bookworm", str(out)]
     _run("mmdebstrap", argv, 900, log)

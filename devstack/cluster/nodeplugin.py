@@ -141,6 +141,18 @@ class DaemonSetPlugin:
             f"resources:\n  - {base}\n"
             "images:\n"
             f"  - name: ghcr.io/kv-driver/kv-driver\n    newName: {name}\n    newTag: {tag}\n"
+            # This cluster has no kube-proxy, so the `kubernetes` Service address that in-cluster
+            # clients use leads nowhere: point the (host-network) node plugin at the API
+            # server's own address instead. A real cluster needs no such patch.
+            "patches:\n"
+            "  - target: {kind: DaemonSet, name: kv-csi-node}\n"
+            "    patch: |-\n"
+            "      - op: add\n"
+            "        path: /spec/template/spec/containers/0/env/-\n"
+            '        value: {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}\n'
+            "      - op: add\n"
+            "        path: /spec/template/spec/containers/0/env/-\n"
+            f'        value: {{name: KUBERNETES_SERVICE_PORT, value: "{self.cluster.lay.apiserver_port}"}}\n'
         )
 
     def _publish_devstack_config(self) -> None:
