@@ -107,16 +107,22 @@ class ClusterNmi:
         self.cluster = cluster
         self.ds = ds
         self.dir = state_dir
+        # Its own chain (named after its port): NMIs of clusters running at once on this host
+        # share its nat table and would otherwise rewrite each other's rules.
         self.port = port if _free(port) else _free_port()
         self.probe_port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def seed(self) -> None:
-        """The CRDs, the world's identities and bindings, and MIC's assignments for its pods."""
+    def install_crds(self) -> None:
+        """The pod-identity CRDs (idempotent): NMI watches them from its start."""
         self.cluster.kubectl("apply", "-f", str(CRDS))
         self.cluster.kubectl(
             "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", timeout=90
         )
+
+    def seed(self) -> None:
+        """The CRDs, the world's identities and bindings, and MIC's assignments for its pods."""
+        self.install_crds()
         node = self.cluster.node_name
         idents = {name: identity(self.ds, name) for name in set(WORLD_PODS.values())}
         apply(self.cluster, *idents.values(), *(binding(n, n) for n in idents))
@@ -131,7 +137,7 @@ class ClusterNmi:
             sys.executable, "-m", "podidentity.nmi",
             f"--node={self.cluster.node_name}", f"--kubeconfig={self.cluster.kubeconfig}",
             "--listen-address=0.0.0.0", f"--port={self.port}",
-            f"--intercept-address={gateway(self.cluster)}", f"--iptables-chain={CHAIN}",
+            f"--intercept-address={gateway(self.cluster)}", f"--iptables-chain={CHAIN}-{self.port}",
             "--iptables-interval=5", f"--probe-address=127.0.0.1:{self.probe_port}",
             "--metrics-address=", f"--imds-endpoint={self.ds.node_imds_host(IMDS_NODE)}",
             f"--authority-host={self.ds.authority_host}", f"--ca-bundle={self.ds.ca_bundle}",

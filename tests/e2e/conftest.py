@@ -99,15 +99,22 @@ def node_plugin(
 
 
 @pytest.fixture(scope="session")
-def nmi(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Iterator[ClusterNmi]:
-    """Our NMI on the node (intercepting pods' IMDS traffic), with the world's identities
-    assigned as MIC would assign them."""
+def our_nmi(cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path) -> Iterator[ClusterNmi]:
+    """Our NMI on the node (intercepting pods' IMDS traffic), with nothing assigned by hand:
+    for tests where our MIC writes the AzureAssignedIdentities."""
     ours = ClusterNmi(cluster, e2e_devstack, e2e_root / "nmi", NMI_DEFAULT_PORT)
-    ours.seed()
+    ours.install_crds()
     try:
         yield ours.start()
     finally:
         ours.stop()
+
+
+@pytest.fixture(scope="session")
+def nmi(our_nmi: ClusterNmi) -> ClusterNmi:
+    """Our NMI, with the world's identities assigned by hand as MIC would assign them."""
+    our_nmi.seed()
+    return our_nmi
 
 
 @pytest.fixture(scope="session")
