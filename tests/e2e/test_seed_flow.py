@@ -89,6 +89,16 @@ def states(cluster: Cluster, pod: str) -> str:
                     for i in json.loads(out.stdout)["items"] if i["spec"]["pod"] == pod)  # fmt: skip
 
 
+def imds_answer(cluster: Cluster, pod: str, url: str) -> tuple[int, str] | None:
+    """wget's answer when it got one; None when it failed or hung (a stale nat rule of a cluster
+    gone from this host can send the request nowhere until our NMI's rules are first again)."""
+    try:
+        rc, out = wget(cluster, pod, url)
+    except subprocess.TimeoutExpired:
+        return None
+    return (rc, out) if rc == 0 else None
+
+
 def cleanup(cluster: Cluster, *pods: str) -> None:
     for pod in pods:
         cluster.kubectl("delete", "pod", pod, "--ignore-not-found", "--wait=true",
@@ -123,9 +133,7 @@ def test_seed_flow_with_our_mic_and_our_nmi(
         # (Retried: another cluster's NMI on this host may hold the nat table's first jump until
         # ours re-establishes its rules, within its 5 s interval.)
         url = f"{IMDS}?api-version=2018-02-01&resource={VAULT}"
-        _, out = kube.wait_for(
-            lambda: (r := wget(cluster, "seed-flow-app", url))[0] == 0 and r, 60, "a token"
-        )
+        _, out = kube.wait_for(lambda: imds_answer(cluster, "seed-flow-app", url), 150, "a token")
         assert claims(out)["appid"] == client_id
         # The devstack's Key Vault listens on the host's 127.0.0.1, out of the pod's reach: the
         # application's token is shown to be accepted by the vault from here instead.
@@ -161,7 +169,7 @@ def test_deleting_the_binding_unassigns(
                       "MIC's AzureAssignedIdentity Assigned")  # fmt: skip
         url = f"{IMDS}?api-version=2018-02-01&resource={VAULT}"
         rc, out = kube.wait_for(
-            lambda: (r := wget(cluster, "seed-flow-plain", url))[0] == 0 and r, 60, "a token"
+            lambda: imds_answer(cluster, "seed-flow-plain", url), 150, "a token"
         )
         assert claims(out)["appid"] == ds.client_id(ARM_IDENTITY)
 
