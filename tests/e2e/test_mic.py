@@ -19,6 +19,7 @@ import requests
 
 from devstack.client import Devstack
 from devstack.cluster import Cluster
+from devstack.cluster.nmi import ClusterNmi
 from podidentity.crds.resources import crd_manifest
 from tests.e2e.kube import apply, container, delete_pod, wait_for, wait_ready
 
@@ -38,7 +39,7 @@ def imds_token(ds: Devstack, client_id: str) -> int:
 
 @pytest.fixture(scope="module")
 def mic(
-    cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path
+    cluster: Cluster, e2e_devstack: Devstack, e2e_root: Path, our_nmi: ClusterNmi
 ) -> Iterator[subprocess.Popen[bytes]]:
     ds = e2e_devstack
     cluster.kubectl("apply", "--server-side", "-f", "-", input=crd_manifest())
@@ -71,6 +72,9 @@ def mic(
         process.terminate()
         process.wait(20)
         log.close()
+        # MIC undid the hand-written assignments of the world's pods (none of them existed):
+        # put them back for the tests that rely on them, as `nmi` wrote them.
+        our_nmi.seed()
 
 
 def test_mic_gives_the_pods_identity_to_its_vm_and_takes_it_back(
