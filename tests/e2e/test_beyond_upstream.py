@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from devstack.client import Devstack
 from devstack.cluster import Cluster
-from devstack.cluster.nodeplugin import NodePlugin
+from devstack.cluster.nodeplugin import DaemonSetPlugin, NodePlugin
 from devstack.harness.world import TENANT
 from tests.e2e import kube
 from tests.e2e.test_volumes import csi_pod, objects
@@ -19,7 +19,10 @@ POD = "nginx-csi-kv-podid"  # the devstack's NMI gives this pod the `pod-identit
 
 
 def test_optional_second_vault_selection_and_split_certificate_in_a_pod(
-    cluster: Cluster, node_plugin: NodePlugin, e2e_devstack: Devstack, nmi_options: dict[str, str]
+    cluster: Cluster,
+    node_plugin: NodePlugin | DaemonSetPlugin,
+    e2e_devstack: Devstack,
+    nmi_options: dict[str, str],
 ) -> None:
     late = f"late-{uuid.uuid4().hex[:6]}"
     e2e_devstack.set_policy(
@@ -70,7 +73,7 @@ def test_optional_second_vault_selection_and_split_certificate_in_a_pod(
         e2e_devstack.set_secret("testkv", late, "arrived")
         kube.wait_for(
             lambda: late in kube.exec_(cluster, POD, "ls", "/mnt/secrets").split(),
-            90,
+            node_plugin.rotation_interval + 90,  # the DaemonSet polls every 2m
             "the optional object's file in the pod",
         )
         assert kube.read(cluster, POD, f"/mnt/secrets/{late}") == "arrived"

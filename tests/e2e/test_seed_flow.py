@@ -116,11 +116,6 @@ def test_seed_flow_with_our_mic_and_our_nmi(
     cluster: Cluster, node_plugin: NodePlugin | DaemonSetPlugin, e2e_devstack: Devstack,
     our_nmi: ClusterNmi, mic: None,
 ) -> None:  # fmt: skip
-    if isinstance(node_plugin, DaemonSetPlugin):
-        # The driver as deploy/'s DaemonSet serves pod identity in test_nmi's and test_volumes'
-        # [pod] cases (hand-written assignments); with our MIC assigning live, this flow has not
-        # passed yet in that variant: left open, see the closing note.
-        pytest.skip("MIC + NMI seed flow with the DaemonSet driver: not passing yet")
     ds = e2e_devstack
     client_id = ds.client_id(ARM_IDENTITY)
     options = {} if our_nmi.port == NMI_DEFAULT_PORT else {"nmiport": str(our_nmi.port)}
