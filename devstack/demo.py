@@ -56,7 +56,10 @@ def show(mount: Path, pod_path: str) -> None:
     for entry in sorted(p for p in data_dir.rglob("*") if p.is_file()):
         data = entry.read_bytes()
         mode = oct(entry.stat().st_mode & 0o777)
-        first = data.decode(errors="replace").splitlines()[0] if data else ""
+        try:
+            first = data.decode().splitlines()[0] if data else ""
+        except UnicodeDecodeError:  # the azure/kv driver's DER certificate, say
+            first = f"(binary: {data[:8].hex()}...)"
         name = entry.relative_to(data_dir).as_posix()
         say(f"     {name:<15} {len(data):>5} bytes  {mode}  {first[:40]}")
 
